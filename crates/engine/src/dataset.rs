@@ -1,0 +1,221 @@
+//! Datasets: listing files, reading and caching footers, checking them against the catalog.
+
+use crate::{DataProblem, DataRoot, Error, Result};
+use citybrain_catalog::TableManifest;
+use citybrain_types::DataType;
+use futures::TryStreamExt;
+use object_store::ObjectMeta;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::path::Path as ObjectPath;
+use parquet::arrow::async_reader::MetadataFetch;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// What a table's files hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataInfo {
+    /// Rows over all files.
+    pub records: u64,
+    /// Parquet files.
+    pub files: u64,
+    /// Bytes on storage.
+    pub bytes: u64,
+    /// Row groups over all files.
+    pub row_groups: u64,
+}
+
+/// A footer read from storage, valid while the file keeps its size and modification time.
+struct Footer {
+    size: u64,
+    modified: i64,
+    metadata: Arc<ParquetMetaData>,
+}
+
+/// Reads the hub's datasets.
+pub struct Engine {
+    root: DataRoot,
+    footers: Mutex<HashMap<String, Arc<Footer>>>,
+}
+
+impl Engine {
+    /// An engine over a data root.
+    pub fn new(root: DataRoot) -> Self {
+        Self {
+            root,
+            footers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The data root.
+    pub fn root(&self) -> &DataRoot {
+        &self.root
+    }
+
+    /// Counts a table's data from its files, checking every file against the catalog columns.
+    /// Footers are cached, so a repeated call costs one listing.
+    pub async fn table_data(&self, table: &TableManifest) -> Result<DataInfo> {
+        let dataset = table.dataset.as_deref().ok_or_else(|| Error::NoDataset {
+            table: table.name.clone(),
+        })?;
+        let unavailable = |problem| Error::Unavailable {
+            table: table.name.clone(),
+            problem,
+        };
+        let files = self.list(dataset).await?;
+        if files.is_empty() {
+            return Err(unavailable(DataProblem::NoFiles));
+        }
+        let mut info = DataInfo {
+            records: 0,
+            files: files.len() as u64,
+            bytes: 0,
+            row_groups: 0,
+        };
+        for (i, meta) in files.iter().enumerate() {
+            let footer = self
+                .footer(meta)
+                .await
+                .map_err(|p| unavailable(p.at(i + 1, files.len())))?;
+            check_schema(table, &footer.metadata).map_err(|detail| {
+                unavailable(DataProblem::SchemaMismatch {
+                    index: i + 1,
+                    detail,
+                })
+            })?;
+            info.records += footer.metadata.file_metadata().num_rows().max(0) as u64;
+            info.row_groups += footer.metadata.num_row_groups() as u64;
+            info.bytes += meta.size;
+        }
+        Ok(info)
+    }
+
+    /// The Parquet files of a dataset, in name order (hidden and temporary files skipped).
+    async fn list(&self, dataset: &str) -> Result<Vec<ObjectMeta>> {
+        let prefix = self.root.dataset_path(dataset);
+        let mut files: Vec<ObjectMeta> = self
+            .root
+            .store()
+            .list(Some(&prefix))
+            .try_filter(|m| {
+                let name = m.location.filename().unwrap_or_default();
+                std::future::ready(name.ends_with(".parquet") && !name.starts_with('.'))
+            })
+            .try_collect()
+            .await?;
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(files)
+    }
+
+    async fn footer(&self, meta: &ObjectMeta) -> Result<Arc<Footer>, FileProblem> {
+        let key = meta.location.to_string();
+        let modified = meta.last_modified.timestamp_nanos_opt().unwrap_or_default();
+        if let Some(f) = self.cached(&key)
+            && f.size == meta.size
+            && f.modified == modified
+        {
+            return Ok(f);
+        }
+        let fetch = StoreFetch {
+            store: self.root.store().as_ref(),
+            path: &meta.location,
+        };
+        // The page index is loaded with the footer: point lookups will select pages from it.
+        let metadata = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Optional)
+            .load_and_finish(fetch, meta.size)
+            .await
+            .map_err(|e| {
+                // Log the detail for operators; callers only learn which file number failed.
+                tracing::warn!(file = %key, error = %e, "unreadable parquet footer");
+                match e {
+                    ParquetError::External(_) => FileProblem::Unreadable,
+                    _ => FileProblem::Corrupt,
+                }
+            })?;
+        let footer = Arc::new(Footer {
+            size: meta.size,
+            modified,
+            metadata: Arc::new(metadata),
+        });
+        self.footers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, footer.clone());
+        Ok(footer)
+    }
+
+    fn cached(&self, key: &str) -> Option<Arc<Footer>> {
+        self.footers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+}
+
+/// Byte ranges of one object, for the Parquet metadata reader.
+struct StoreFetch<'a> {
+    store: &'a dyn ObjectStore,
+    path: &'a ObjectPath,
+}
+
+impl MetadataFetch for StoreFetch<'_> {
+    fn fetch(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        Box::pin(async move {
+            self.store
+                .get_range(self.path, range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        })
+    }
+}
+
+enum FileProblem {
+    Corrupt,
+    Unreadable,
+}
+
+impl FileProblem {
+    fn at(self, index: usize, files: usize) -> DataProblem {
+        match self {
+            FileProblem::Corrupt => DataProblem::Corrupt { index, files },
+            FileProblem::Unreadable => DataProblem::Unreadable { index, files },
+        }
+    }
+}
+
+/// Every catalog column must exist in the file with a matching type.
+fn check_schema(table: &TableManifest, meta: &ParquetMetaData) -> Result<(), String> {
+    use arrow::datatypes::DataType as A;
+    let schema = parquet::arrow::parquet_to_arrow_schema(
+        meta.file_metadata().schema_descr(),
+        meta.file_metadata().key_value_metadata(),
+    )
+    .map_err(|_| "schema does not decode".to_owned())?;
+    for c in &table.columns {
+        let field = schema
+            .field_with_name(&c.name)
+            .map_err(|_| format!("column '{}' is missing", c.name))?;
+        let ok = match c.data_type {
+            DataType::String => matches!(field.data_type(), A::Utf8 | A::LargeUtf8 | A::Utf8View),
+            DataType::Int64 => matches!(field.data_type(), A::Int64),
+            DataType::Int32 => matches!(field.data_type(), A::Int32),
+            DataType::Float64 => matches!(field.data_type(), A::Float64),
+            DataType::Bool => matches!(field.data_type(), A::Boolean),
+            DataType::Date => matches!(field.data_type(), A::Date32),
+        };
+        if !ok {
+            return Err(format!(
+                "column '{}' is {} in the file but {} in the catalog",
+                c.name,
+                field.data_type(),
+                c.data_type
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Table data is counted from the files, and a bad file takes down only its own table.
+
+use citybrain_catalog::{ColumnManifest, TableManifest};
+use citybrain_engine::{DataProblem, DataRoot, Engine, Error};
+use citybrain_types::{DataType, Library, Sensitivity, ShareType, UpdateCycle};
+
+fn manifest(name: &str, dataset: &str, columns: &[(&str, DataType)]) -> TableManifest {
+    TableManifest {
+        name: name.into(),
+        resource_code: "T-1".into(),
+        title: "t".into(),
+        title_en: "t".into(),
+        provider_code: "test".into(),
+        provider_name: "test".into(),
+        summary: "t".into(),
+        library: Library::Population,
+        classification: String::new(),
+        key_column: None,
+        update_cycle: UpdateCycle::Daily,
+        share_type: ShareType::Unconditional,
+        share_condition: String::new(),
+        share_method: String::new(),
+        open_to_public: false,
+        open_condition: String::new(),
+        dataset: Some(dataset.into()),
+        publish_date: None,
+        related_resource_codes: vec![],
+        columns: columns
+            .iter()
+            .map(|(n, t)| ColumnManifest {
+                name: (*n).into(),
+                title: "c".into(),
+                data_type: *t,
+                share_type: ShareType::Unconditional,
+                sensitivity: Sensitivity::Public,
+                description: String::new(),
+            })
+            .collect(),
+    }
+}
+
+fn setup() -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = citybrain_datagen::Config::new(dir.path(), 2_000);
+    cfg.rows_per_file = 700;
+    citybrain_datagen::generate(&cfg).unwrap();
+    let engine = Engine::new(DataRoot::parse(&format!("file://{}", dir.path().display())).unwrap());
+    (dir, engine)
+}
+
+#[tokio::test]
+async fn counts_come_from_the_files() {
+    let (_dir, engine) = setup();
+    let residents = manifest(
+        "population.residents",
+        "population/residents",
+        &[("id_number", DataType::String), ("birth_date", DataType::Date)],
+    );
+    let info = engine.table_data(&residents).await.unwrap();
+    assert_eq!(info.records, 2_000);
+    assert_eq!(info.files, 3);
+    assert!(info.bytes > 0);
+    // Cached footers give the same answer.
+    assert_eq!(engine.table_data(&residents).await.unwrap(), info);
+}
+
+#[tokio::test]
+async fn a_corrupt_file_fails_only_its_table() {
+    let (dir, engine) = setup();
+    let residents = manifest("population.residents", "population/residents", &[("id_number", DataType::String)]);
+    let entities = manifest("legal.entities", "legal/entities", &[("credit_code", DataType::String)]);
+    engine.table_data(&residents).await.unwrap();
+
+    // Overwrite the footer of the second file, as a failed copy would.
+    let victim = dir.path().join("population/residents/part-00001.parquet");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let n = bytes.len();
+    bytes[n - 20..].fill(0x55);
+    std::fs::write(&victim, &bytes).unwrap();
+
+    let err = engine.table_data(&residents).await.unwrap_err();
+    match &err {
+        Error::Unavailable { table, problem } => {
+            assert_eq!(table, "population.residents");
+            assert_eq!(*problem, DataProblem::Corrupt { index: 2, files: 3 });
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(!text.contains(dir.path().to_str().unwrap()), "no server paths: {text}");
+    assert!(engine.table_data(&entities).await.is_ok(), "other tables keep working");
+
+    // A truncated file is caught too.
+    std::fs::write(&victim, &bytes[..100]).unwrap();
+    assert!(matches!(
+        engine.table_data(&residents).await,
+        Err(Error::Unavailable { problem: DataProblem::Corrupt { index: 2, .. }, .. })
+    ));
+}
+
+#[tokio::test]
+async fn missing_data_and_mismatched_columns_are_named() {
+    let (dir, engine) = setup();
+    std::fs::remove_dir_all(dir.path().join("gov/e_licences")).unwrap();
+    let licences = manifest("gov.e_licences", "gov/e_licences", &[("holder_id", DataType::String)]);
+    assert!(matches!(
+        engine.table_data(&licences).await,
+        Err(Error::Unavailable { problem: DataProblem::NoFiles, .. })
+    ));
+    let wrong = manifest(
+        "legal.entities",
+        "legal/entities",
+        &[("credit_code", DataType::String), ("registered_capital", DataType::Int64), ("nope", DataType::String)],
+    );
+    let err = engine.table_data(&wrong).await.unwrap_err().to_string();
+    assert!(err.contains("registered_capital"), "{err}");
+    let mut none = licences.clone();
+    none.dataset = None;
+    assert!(matches!(engine.table_data(&none).await, Err(Error::NoDataset { .. })));
+}
