@@ -9,7 +9,7 @@
 mod manifest;
 mod store;
 
-pub use manifest::{ColumnManifest, TableManifest, load_dir, parse_manifest};
+pub use manifest::{ColumnManifest, TableManifest, load_dir, parse_all, parse_manifest};
 pub use store::{ApplyReport, Catalog, CatalogCounts, ListFilter, Page, TableEntry, TableStatus};
 
 /// What went wrong in the catalog.

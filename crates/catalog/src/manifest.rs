@@ -196,25 +196,36 @@ pub fn parse_manifest(file: &str, text: &str) -> Result<TableManifest> {
     Ok(m)
 }
 
-/// Reads every `*.toml` manifest below `dir` (recursively, in name order), validating each and
-/// refusing duplicate table names or resource codes across files.
+/// Reads every `*.toml` manifest below `dir` (recursively, in name order); see [`parse_all`].
 pub fn load_dir(dir: &Path) -> Result<Vec<TableManifest>> {
     let mut files = Vec::new();
     collect(dir, &mut files)?;
     files.sort();
-    let mut out: Vec<TableManifest> = Vec::with_capacity(files.len());
+    let texts = files
+        .iter()
+        .map(|path| {
+            let label = path
+                .strip_prefix(dir)
+                .unwrap_or(path)
+                .display()
+                .to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
+                path: label.clone(),
+                reason: e.to_string(),
+            })?;
+            Ok((label, text))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    parse_all(texts)
+}
+
+/// Parses and validates manifests given as `(file label, text)`, refusing duplicate table names
+/// or resource codes across them. Nothing is returned unless every manifest is valid.
+pub fn parse_all(files: impl IntoIterator<Item = (String, String)>) -> Result<Vec<TableManifest>> {
+    let mut out: Vec<TableManifest> = Vec::new();
     let mut names = HashSet::new();
     let mut codes = HashSet::new();
-    for path in files {
-        let label = path
-            .strip_prefix(dir)
-            .unwrap_or(&path)
-            .display()
-            .to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::Read {
-            path: label.clone(),
-            reason: e.to_string(),
-        })?;
+    for (label, text) in files {
         let m = parse_manifest(&label, &text)?;
         if !names.insert(m.name.clone()) {
             return Err(Error::Invalid {

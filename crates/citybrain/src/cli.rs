@@ -1,0 +1,230 @@
+//! Command-line interface: every flag has a long name and a `CITYBRAIN_*` environment variable.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// CityBrain Exchange: a city's governed data-sharing hub.
+#[derive(Debug, Parser)]
+#[command(name = "citybrain", version, about)]
+pub struct Cli {
+    /// Log output.
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Logging options.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `citybrain_gateway=debug`.
+    #[arg(long, env = "CITYBRAIN_LOG", default_value = "info", global = true)]
+    pub log_filter: String,
+    /// Log format on stderr.
+    #[arg(long, env = "CITYBRAIN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    pub log_format: String,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub.
+    Serve(ServeArgs),
+    /// Write synthetic base libraries and departmental tables as Parquet.
+    Datagen(DatagenArgs),
+    /// Apply manifests to the catalog, or browse and change it through a running hub.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Print a token minted from the hub's local signing key (development and tests).
+    Token(TokenArgs),
+    /// Ask a running hub who the token belongs to.
+    Whoami(ClientArgs),
+}
+
+/// Where the hub keeps its state.
+#[derive(Debug, Args, Clone)]
+pub struct DataDirArgs {
+    /// Data directory: catalog database, signing keys and (by default) the data root.
+    #[arg(long, env = "CITYBRAIN_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+/// `citybrain serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// State directory.
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// Address to listen on; port 0 picks a free port (the real address is printed).
+    #[arg(long, env = "CITYBRAIN_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Object store URL of the Parquet datasets (`file:///…`, a path); default `<data-dir>/tables`.
+    #[arg(long, env = "CITYBRAIN_DATA_ROOT")]
+    pub data_root: Option<String>,
+    /// TOML file of trusted token issuers' public keys (`[[issuer]] iss, kid, alg, public_key_file`).
+    #[arg(long, env = "CITYBRAIN_TRUSTED_ISSUERS")]
+    pub trusted_issuers: Option<PathBuf>,
+    /// On an empty data directory: generate demo data, apply the catalog, print a token per role.
+    #[arg(long, env = "CITYBRAIN_DEMO")]
+    pub demo: bool,
+    /// Residents in the demo dataset.
+    #[arg(long, env = "CITYBRAIN_DEMO_PERSONS", default_value_t = 20_000)]
+    pub demo_persons: u64,
+    /// Manifest directory applied with `--demo`; default: the manifests built into the binary.
+    #[arg(long, env = "CITYBRAIN_CATALOG_DIR")]
+    pub catalog_dir: Option<PathBuf>,
+    /// Serving limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Serving limits.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Largest request message in bytes.
+    #[arg(long, env = "CITYBRAIN_MAX_REQUEST_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Largest response message in bytes.
+    #[arg(long, env = "CITYBRAIN_MAX_RESPONSE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_response_bytes: usize,
+    /// Deadline of calls that set no shorter one, in milliseconds.
+    #[arg(long, env = "CITYBRAIN_DEFAULT_DEADLINE_MS", default_value_t = 30_000)]
+    pub default_deadline_ms: u64,
+    /// API calls in progress at once; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CITYBRAIN_MAX_CONCURRENT_CALLS", default_value_t = 512)]
+    pub max_concurrent_calls: usize,
+    /// HTTP/2 streams per connection.
+    #[arg(long, env = "CITYBRAIN_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 header list size in bytes.
+    #[arg(long, env = "CITYBRAIN_MAX_HEADER_LIST_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_list_bytes: u32,
+}
+
+/// `citybrain datagen`.
+#[derive(Debug, Args)]
+pub struct DatagenArgs {
+    /// Output root directory (must not hold these datasets yet).
+    #[arg(long, env = "CITYBRAIN_DATAGEN_OUT")]
+    pub out: PathBuf,
+    /// Residents to generate; other tables scale with it.
+    #[arg(long, env = "CITYBRAIN_DATAGEN_PERSONS")]
+    pub persons: u64,
+    /// Seed; the same seed gives the same bytes.
+    #[arg(long, env = "CITYBRAIN_DATAGEN_SEED", default_value_t = 20190601)]
+    pub seed: u64,
+    /// Largest number of rows per Parquet file.
+    #[arg(long, env = "CITYBRAIN_DATAGEN_ROWS_PER_FILE", default_value_t = 2_000_000)]
+    pub rows_per_file: u64,
+    /// Rows per row group.
+    #[arg(long, env = "CITYBRAIN_DATAGEN_ROW_GROUP_ROWS", default_value_t = 131_072)]
+    pub row_group_rows: usize,
+}
+
+/// `citybrain catalog …`.
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Apply every manifest below DIR to the data directory's catalog (idempotent).
+    Apply {
+        /// Manifest directory.
+        dir: PathBuf,
+        /// State directory.
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// List tables of a running hub.
+    List {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Provider department code.
+        #[arg(long)]
+        department: Option<String>,
+        /// unconditional, conditional or not_shared.
+        #[arg(long)]
+        share_type: Option<String>,
+        /// population, legal, map or department.
+        #[arg(long)]
+        library: Option<String>,
+        /// Text to search for.
+        #[arg(long)]
+        text: Option<String>,
+        /// Include deprecated tables.
+        #[arg(long)]
+        include_deprecated: bool,
+    },
+    /// Show one table.
+    Get {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Table name.
+        name: String,
+    },
+    /// Show the platform's headline figures.
+    Stats {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Register a new table from a manifest file (steward of the providing department).
+    Register {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Manifest file (TOML).
+        manifest: PathBuf,
+    },
+    /// Update a table from a manifest file (steward of the providing department).
+    Update {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Manifest file (TOML).
+        manifest: PathBuf,
+    },
+    /// Deprecate a table (steward of the providing department).
+    Deprecate {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Table name.
+        name: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// How to reach a running hub.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// The hub's gRPC endpoint.
+    #[arg(long, env = "CITYBRAIN_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Bearer token (see `citybrain token`).
+    #[arg(long, env = "CITYBRAIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+/// `citybrain token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// State directory holding the signing key.
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// Department code of the caller.
+    #[arg(long, env = "CITYBRAIN_TOKEN_DEPT")]
+    pub dept: String,
+    /// consumer, steward, auditor or admin.
+    #[arg(long, env = "CITYBRAIN_TOKEN_ROLE")]
+    pub role: String,
+    /// Subject (person or system); default `<dept>-<role>`.
+    #[arg(long, env = "CITYBRAIN_TOKEN_SUBJECT")]
+    pub subject: Option<String>,
+    /// Lifetime, e.g. `90s`, `30m`, `1h`, `7d`.
+    #[arg(long, env = "CITYBRAIN_TOKEN_TTL", default_value = "1h")]
+    pub ttl: String,
+}

@@ -1,0 +1,131 @@
+//! Opening the hub's state and starting it; the demo start.
+
+use crate::Result;
+use crate::error::Error;
+use citybrain_auth::{Authenticator, LocalIssuer, load_trusted_keys};
+use citybrain_catalog::{ApplyReport, Catalog, TableManifest};
+use citybrain_engine::{DataRoot, Engine};
+use citybrain_gateway::{Hub, Limits, RunningServer};
+use citybrain_types::Role;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+include!(concat!(env!("OUT_DIR"), "/embedded_catalog.rs"));
+
+/// File name of the catalog database inside the data directory.
+pub const CATALOG_FILE: &str = "catalog.db";
+/// Directory of the signing keys inside the data directory.
+pub const KEYS_DIR: &str = "keys";
+/// Default data root inside the data directory.
+pub const TABLES_DIR: &str = "tables";
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct HubOptions {
+    /// State directory.
+    pub data_dir: PathBuf,
+    /// Object store URL of the datasets; default `<data_dir>/tables`.
+    pub data_root: Option<String>,
+    /// Trusted issuers file.
+    pub trusted_issuers: Option<PathBuf>,
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Serving limits.
+    pub limits: Limits,
+}
+
+impl HubOptions {
+    /// Defaults for a data directory, listening on `127.0.0.1:0`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            data_root: None,
+            trusted_issuers: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A running hub and the local issuer that can mint tokens for it.
+pub struct Started {
+    /// The gRPC server.
+    pub server: RunningServer,
+    /// The hub's own signing key.
+    pub issuer: LocalIssuer,
+}
+
+/// Opens the catalog database of a data directory (creating the directory).
+pub fn open_catalog(data_dir: &Path) -> Result<Catalog> {
+    std::fs::create_dir_all(data_dir).map_err(|source| Error::Io {
+        what: format!("create {}", data_dir.display()),
+        source,
+    })?;
+    Ok(Catalog::open(&data_dir.join(CATALOG_FILE))?)
+}
+
+/// The hub's signing key of a data directory (created on first use).
+pub fn local_issuer(data_dir: &Path) -> Result<LocalIssuer> {
+    Ok(LocalIssuer::load_or_create(&data_dir.join(KEYS_DIR))?)
+}
+
+/// Opens the state and starts serving.
+pub async fn start(opts: &HubOptions) -> Result<Started> {
+    let catalog = Arc::new(open_catalog(&opts.data_dir)?);
+    let issuer = local_issuer(&opts.data_dir)?;
+    let mut keys = vec![issuer.trusted_key()];
+    if let Some(path) = &opts.trusted_issuers {
+        keys.extend(load_trusted_keys(path)?);
+    }
+    let root = match &opts.data_root {
+        Some(url) => DataRoot::parse(url)?,
+        None => DataRoot::local(&opts.data_dir.join(TABLES_DIR))?,
+    };
+    tracing::info!(data_root = %root.url(), keys = keys.len(), "hub state opened");
+    let hub = Hub::new(catalog, Arc::new(Engine::new(root)), Authenticator::new(keys));
+    let server = citybrain_gateway::serve(hub, opts.listen, opts.limits.clone()).await?;
+    Ok(Started { server, issuer })
+}
+
+/// The manifests built into the binary.
+pub fn embedded_manifests() -> Result<Vec<TableManifest>> {
+    Ok(citybrain_catalog::parse_all(
+        EMBEDDED_CATALOG
+            .iter()
+            .map(|(name, text)| ((*name).to_owned(), (*text).to_owned())),
+    )?)
+}
+
+/// Demo start: when the data directory has no catalog yet, generates `persons` residents (with
+/// every related table) into the default data root and applies the manifests. Returns the apply
+/// report, or `None` when the directory was already initialised.
+pub fn prepare_demo(
+    data_dir: &Path,
+    persons: u64,
+    catalog_dir: Option<&Path>,
+) -> Result<Option<ApplyReport>> {
+    if data_dir.join(CATALOG_FILE).exists() {
+        return Ok(None);
+    }
+    let manifests = match catalog_dir {
+        Some(dir) => citybrain_catalog::load_dir(dir)?,
+        None => embedded_manifests()?,
+    };
+    let mut cfg = citybrain_datagen::Config::new(data_dir.join(TABLES_DIR), persons);
+    cfg.progress = true;
+    let summary = citybrain_datagen::generate(&cfg)?;
+    for t in &summary {
+        tracing::info!(table = t.name, rows = t.rows, files = t.files, "demo data written");
+    }
+    let report = open_catalog(data_dir)?.apply(&manifests)?;
+    Ok(Some(report))
+}
+
+/// Demo callers: one token per role, for departments of the demo catalog.
+pub const DEMO_CALLERS: &[(Role, &str)] = &[
+    (Role::Consumer, "civil-affairs"),
+    (Role::Steward, "public-security"),
+    (Role::Auditor, "audit"),
+    (Role::Admin, "data-bureau"),
+];
