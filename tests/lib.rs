@@ -78,7 +78,11 @@ impl TestHub {
 
     /// Stops the server.
     pub async fn stop(self) -> tempfile::TempDir {
-        self.started.server.shutdown().await.expect("clean shutdown");
+        self.started
+            .server
+            .shutdown()
+            .await
+            .expect("clean shutdown");
         self.dir
     }
 }

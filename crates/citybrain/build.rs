@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -24,13 +26,23 @@ fn main() {
     let mut files = Vec::new();
     collect(&root, &mut files);
     files.sort();
-    let mut src = String::from("/// The manifests of `catalog/`, as `(path, text)`.\npub(crate) const EMBEDDED_CATALOG: &[(&str, &str)] = &[\n");
+    let mut src = String::from(
+        "/// The manifests of `catalog/`, as `(path, text)`.\npub(crate) const EMBEDDED_CATALOG: &[(&str, &str)] = &[\n",
+    );
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
-        let label = f.strip_prefix(&root).expect("below root").display().to_string();
-        src.push_str(&format!("    ({label:?}, include_str!({:?})),\n", f.display().to_string()));
+        let label = f
+            .strip_prefix(&root)
+            .expect("below root")
+            .display()
+            .to_string();
+        src.push_str(&format!(
+            "    ({label:?}, include_str!({:?})),\n",
+            f.display().to_string()
+        ));
     }
     src.push_str("];\n");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("embedded_catalog.rs");
+    let out =
+        PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("embedded_catalog.rs");
     std::fs::write(out, src).expect("OUT_DIR is writable");
 }

@@ -90,34 +90,93 @@ async fn list_filters_and_pages() {
         let mut api = api.clone();
         let token = token.clone();
         async move {
-            api.list_tables(authed(&token, req))
-                .await
-                .map(|r| r.into_inner().tables.into_iter().map(|t| t.spec.unwrap().name).collect::<Vec<_>>())
+            api.list_tables(authed(&token, req)).await.map(|r| {
+                r.into_inner()
+                    .tables
+                    .into_iter()
+                    .map(|t| t.spec.unwrap().name)
+                    .collect::<Vec<_>>()
+            })
         }
     };
     assert_eq!(
-        count(pb::ListTablesRequest { department: "market-regulation".into(), ..list_req() }).await.unwrap(),
+        count(pb::ListTablesRequest {
+            department: "market-regulation".into(),
+            ..list_req()
+        })
+        .await
+        .unwrap(),
         vec!["legal.entities", "market.business_licences"]
     );
     assert_eq!(
-        count(pb::ListTablesRequest { share_type: pb::ShareType::NotShared.into(), ..list_req() }).await.unwrap(),
-        vec!["emergency.hazardous_chemical_sites", "justice.community_corrections"]
+        count(pb::ListTablesRequest {
+            share_type: pb::ShareType::NotShared.into(),
+            ..list_req()
+        })
+        .await
+        .unwrap(),
+        vec![
+            "emergency.hazardous_chemical_sites",
+            "justice.community_corrections"
+        ]
     );
     assert_eq!(
-        count(pb::ListTablesRequest { library: "population".into(), ..list_req() }).await.unwrap(),
+        count(pb::ListTablesRequest {
+            library: "population".into(),
+            ..list_req()
+        })
+        .await
+        .unwrap(),
         vec!["population.residents"]
     );
-    let licences = count(pb::ListTablesRequest { text: "LICENCE".into(), ..list_req() }).await.unwrap();
-    assert!(licences.contains(&"gov.e_licences".to_owned()), "{licences:?}");
+    let licences = count(pb::ListTablesRequest {
+        text: "LICENCE".into(),
+        ..list_req()
+    })
+    .await
+    .unwrap();
+    assert!(
+        licences.contains(&"gov.e_licences".to_owned()),
+        "{licences:?}"
+    );
     assert!(licences.contains(&"market.business_licences".to_owned()));
-    let zh = count(pb::ListTablesRequest { text: "电子证照".into(), ..list_req() }).await.unwrap();
+    let zh = count(pb::ListTablesRequest {
+        text: "电子证照".into(),
+        ..list_req()
+    })
+    .await
+    .unwrap();
     assert!(zh.contains(&"gov.e_licences".to_owned()), "{zh:?}");
 
     for (req, field) in [
-        (pb::ListTablesRequest { page_size: 501, ..list_req() }, "page_size"),
-        (pb::ListTablesRequest { page_token: "not-a-token".into(), ..list_req() }, "page token"),
-        (pb::ListTablesRequest { library: "people".into(), ..list_req() }, "library"),
-        (pb::ListTablesRequest { share_type: 9, ..list_req() }, "share_type"),
+        (
+            pb::ListTablesRequest {
+                page_size: 501,
+                ..list_req()
+            },
+            "page_size",
+        ),
+        (
+            pb::ListTablesRequest {
+                page_token: "not-a-token".into(),
+                ..list_req()
+            },
+            "page token",
+        ),
+        (
+            pb::ListTablesRequest {
+                library: "people".into(),
+                ..list_req()
+            },
+            "library",
+        ),
+        (
+            pb::ListTablesRequest {
+                share_type: 9,
+                ..list_req()
+            },
+            "share_type",
+        ),
     ] {
         let err = count(req).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
@@ -131,20 +190,44 @@ async fn get_names_exact_tables() {
     let token = hub.token("civil-affairs", Role::Consumer);
     let mut api = hub.catalog().await;
     let get = |name: &str| pb::GetTableRequest { name: name.into() };
-    let t = api.get_table(authed(&token, get("legal.entities"))).await.unwrap().into_inner().table.unwrap();
+    let t = api
+        .get_table(authed(&token, get("legal.entities")))
+        .await
+        .unwrap()
+        .into_inner()
+        .table
+        .unwrap();
     let spec = t.spec.unwrap();
     assert_eq!(spec.resource_code, "A02-00001");
     assert_eq!(spec.key_column, "credit_code");
-    let rep = spec.columns.iter().find(|c| c.name == "legal_rep_id").unwrap();
-    assert_eq!(rep.share_type, pb::ShareType::Conditional as i32, "column share type kept");
-    let none = api.get_table(authed(&token, get("civil.marriage_registrations"))).await.unwrap().into_inner();
+    let rep = spec
+        .columns
+        .iter()
+        .find(|c| c.name == "legal_rep_id")
+        .unwrap();
+    assert_eq!(
+        rep.share_type,
+        pb::ShareType::Conditional as i32,
+        "column share type kept"
+    );
+    let none = api
+        .get_table(authed(&token, get("civil.marriage_registrations")))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(none.table.unwrap().data_state, pb::DataState::None as i32);
 
-    let err = api.get_table(authed(&token, get("population.nobody"))).await.unwrap_err();
+    let err = api
+        .get_table(authed(&token, get("population.nobody")))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert!(err.message().contains("population.nobody"));
     // A different letter case is not silently matched to the table.
-    let err = api.get_table(authed(&token, get("Population.Residents"))).await.unwrap_err();
+    let err = api
+        .get_table(authed(&token, get("Population.Residents")))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 }
 
@@ -158,42 +241,85 @@ async fn stewards_maintain_only_their_own_tables() {
     let mut api = hub.catalog().await;
     let register = |spec: pb::TableSpec| pb::RegisterTableRequest { spec: Some(spec) };
 
-    let err = api.register_table(authed(&consumer, register(pension_spec()))).await.unwrap_err();
+    let err = api
+        .register_table(authed(&consumer, register(pension_spec())))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
-    let err = api.register_table(authed(&police, register(pension_spec()))).await.unwrap_err();
+    let err = api
+        .register_table(authed(&police, register(pension_spec())))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("hrss"), "{}", err.message());
 
-    let t = api.register_table(authed(&hrss, register(pension_spec()))).await.unwrap().into_inner().table.unwrap();
+    let t = api
+        .register_table(authed(&hrss, register(pension_spec())))
+        .await
+        .unwrap()
+        .into_inner()
+        .table
+        .unwrap();
     assert_eq!(t.version, 1);
     assert_eq!(t.status, "active");
-    let err = api.register_table(authed(&hrss, register(pension_spec()))).await.unwrap_err();
+    let err = api
+        .register_table(authed(&hrss, register(pension_spec())))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
 
     // Update: identical is a no-op; a change bumps the version.
     let update = |spec: pb::TableSpec| pb::UpdateTableRequest { spec: Some(spec) };
-    let same = api.update_table(authed(&hrss, update(pension_spec()))).await.unwrap().into_inner();
+    let same = api
+        .update_table(authed(&hrss, update(pension_spec())))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!same.changed);
     assert_eq!(same.table.unwrap().version, 1);
     let mut changed = pension_spec();
     changed.title_en = "Pension payments (monthly)".into();
-    let r = api.update_table(authed(&hrss, update(changed.clone()))).await.unwrap().into_inner();
+    let r = api
+        .update_table(authed(&hrss, update(changed.clone())))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(r.changed);
     assert_eq!(r.table.unwrap().version, 2);
     // Another department's steward can neither change it nor take it over.
-    let err = api.update_table(authed(&police, update(changed.clone()))).await.unwrap_err();
+    let err = api
+        .update_table(authed(&police, update(changed.clone())))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     let mut takeover = changed.clone();
-    takeover.provider = Some(pb::Department { code: "public-security".into(), name: "x".into() });
-    let err = api.update_table(authed(&police, update(takeover))).await.unwrap_err();
+    takeover.provider = Some(pb::Department {
+        code: "public-security".into(),
+        name: "x".into(),
+    });
+    let err = api
+        .update_table(authed(&police, update(takeover)))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 
     // A steward of one department is refused on another's table, which stays as it was.
-    let dep = |name: &str| pb::DeprecateTableRequest { name: name.into(), reason: "replaced".into() };
-    let err = api.deprecate_table(authed(&police, dep("legal.entities"))).await.unwrap_err();
+    let dep = |name: &str| pb::DeprecateTableRequest {
+        name: name.into(),
+        reason: "replaced".into(),
+    };
+    let err = api
+        .deprecate_table(authed(&police, dep("legal.entities")))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     let entities = api
-        .get_table(authed(&police, pb::GetTableRequest { name: "legal.entities".into() }))
+        .get_table(authed(
+            &police,
+            pb::GetTableRequest {
+                name: "legal.entities".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -203,19 +329,55 @@ async fn stewards_maintain_only_their_own_tables() {
     assert_eq!(entities.version, 1);
 
     let err = api
-        .deprecate_table(authed(&hrss, pb::DeprecateTableRequest { name: "hrss.pension_payments".into(), reason: " ".into() }))
+        .deprecate_table(authed(
+            &hrss,
+            pb::DeprecateTableRequest {
+                name: "hrss.pension_payments".into(),
+                reason: " ".into(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    let t = api.deprecate_table(authed(&hrss, dep("hrss.pension_payments"))).await.unwrap().into_inner().table.unwrap();
+    let t = api
+        .deprecate_table(authed(&hrss, dep("hrss.pension_payments")))
+        .await
+        .unwrap()
+        .into_inner()
+        .table
+        .unwrap();
     assert_eq!(t.status, "deprecated");
     assert_eq!(t.deprecation_reason, "replaced");
-    let listed = |include_deprecated| pb::ListTablesRequest { department: "hrss".into(), include_deprecated, ..Default::default() };
-    assert_eq!(api.list_tables(authed(&hrss, listed(false))).await.unwrap().into_inner().total, 1);
-    assert_eq!(api.list_tables(authed(&hrss, listed(true))).await.unwrap().into_inner().total, 2);
+    let listed = |include_deprecated| pb::ListTablesRequest {
+        department: "hrss".into(),
+        include_deprecated,
+        ..Default::default()
+    };
+    assert_eq!(
+        api.list_tables(authed(&hrss, listed(false)))
+            .await
+            .unwrap()
+            .into_inner()
+            .total,
+        1
+    );
+    assert_eq!(
+        api.list_tables(authed(&hrss, listed(true)))
+            .await
+            .unwrap()
+            .into_inner()
+            .total,
+        2
+    );
 
     // An admin may deprecate any table.
-    let t = api.deprecate_table(authed(&admin, dep("water.supply_accounts"))).await.unwrap().into_inner().table.unwrap();
+    let t = api
+        .deprecate_table(authed(&admin, dep("water.supply_accounts")))
+        .await
+        .unwrap()
+        .into_inner()
+        .table
+        .unwrap();
     assert_eq!(t.status, "deprecated");
 }
 
@@ -249,13 +411,25 @@ async fn bad_specs_are_refused_by_field_and_nothing_is_written() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), code, "{}", err.message());
-        assert!(err.message().contains(field), "'{}' should name {field}", err.message());
+        assert!(
+            err.message().contains(field),
+            "'{}' should name {field}",
+            err.message()
+        );
     }
     let err = api
-        .get_table(authed(&hrss, pb::GetTableRequest { name: "hrss.pension_payments".into() }))
+        .get_table(authed(
+            &hrss,
+            pb::GetTableRequest {
+                name: "hrss.pension_payments".into(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "no refused spec was applied");
-    let err = api.register_table(authed(&hrss, pb::RegisterTableRequest { spec: None })).await.unwrap_err();
+    let err = api
+        .register_table(authed(&hrss, pb::RegisterTableRequest { spec: None }))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 }

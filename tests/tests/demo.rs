@@ -8,13 +8,13 @@ use citybrain_types::{Role, ShareType};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use std::collections::HashSet;
 use std::path::Path;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
+use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 
 /// Rows of a dataset, read straight from the Parquet footers (independently of the hub).
 fn rows_on_disk(root: &Path, dataset: &str) -> u64 {
@@ -71,7 +71,12 @@ async fn stats_are_counted_from_catalog_and_data() {
 
     // The residents table reports the generated count.
     let t = api
-        .get_table(authed(&token, pb::GetTableRequest { name: "population.residents".into() }))
+        .get_table(authed(
+            &token,
+            pb::GetTableRequest {
+                name: "population.residents".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -80,7 +85,12 @@ async fn stats_are_counted_from_catalog_and_data() {
     assert_eq!(t.records, TEST_PERSONS);
     assert_eq!(t.data_state, pb::DataState::Available as i32);
     let data = api
-        .get_table_data(authed(&token, pb::GetTableDataRequest { name: "population.residents".into() }))
+        .get_table_data(authed(
+            &token,
+            pb::GetTableDataRequest {
+                name: "population.residents".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -92,9 +102,15 @@ async fn stats_are_counted_from_catalog_and_data() {
 async fn health_and_reflection_answer_without_a_token() {
     let hub = TestHub::demo().await;
     let mut health = HealthClient::new(hub.channel().await);
-    for service in ["", "citybrain.v1.CatalogService", "citybrain.v1.IdentityService"] {
+    for service in [
+        "",
+        "citybrain.v1.CatalogService",
+        "citybrain.v1.IdentityService",
+    ] {
         let r = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap()
             .into_inner();
@@ -116,7 +132,11 @@ async fn health_and_reflection_answer_without_a_token() {
         panic!("unexpected reflection answer");
     };
     let names: HashSet<_> = list.service.into_iter().map(|s| s.name).collect();
-    for want in ["citybrain.v1.CatalogService", "citybrain.v1.IdentityService", "grpc.health.v1.Health"] {
+    for want in [
+        "citybrain.v1.CatalogService",
+        "citybrain.v1.IdentityService",
+        "grpc.health.v1.Health",
+    ] {
         assert!(names.contains(want), "{want} in {names:?}");
     }
 }

@@ -11,7 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tonic::{Code, Request};
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn claims() -> Claims {
@@ -46,31 +49,66 @@ async fn every_bad_token_is_unauthenticated() {
     parts[2] = foreign.split('.').nth(2).unwrap().to_owned();
     let bad_signature = parts.join(".");
     let mut payload_swapped: Vec<String> = good.split('.').map(str::to_owned).collect();
-    payload_swapped[1] = sign(&|c| c.role = "admin".into()).split('.').nth(1).unwrap().to_owned();
+    payload_swapped[1] = sign(&|c| c.role = "admin".into())
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_owned();
     let tampered = payload_swapped.join(".");
 
     let cases: Vec<(Option<String>, &str)> = vec![
         (None, "missing bearer token"),
         (Some("Basic dXNlcjpwdw==".into()), "Bearer"),
         (Some("Bearer not.a.jwt".into()), "malformed"),
-        (Some(format!("Bearer {}", sign(&|c| c.exp = now() - 3600))), "expired"),
-        (Some(format!("Bearer {}", sign(&|c| c.nbf = now() + 3600))), "not yet valid"),
-        (Some(format!("Bearer {}", sign(&|c| c.aud = "another-hub".into()))), "audience"),
-        (Some(format!("Bearer {}", sign(&|c| c.iss = "someone-else".into()))), "issuer"),
+        (
+            Some(format!("Bearer {}", sign(&|c| c.exp = now() - 3600))),
+            "expired",
+        ),
+        (
+            Some(format!("Bearer {}", sign(&|c| c.nbf = now() + 3600))),
+            "not yet valid",
+        ),
+        (
+            Some(format!(
+                "Bearer {}",
+                sign(&|c| c.aud = "another-hub".into())
+            )),
+            "audience",
+        ),
+        (
+            Some(format!(
+                "Bearer {}",
+                sign(&|c| c.iss = "someone-else".into())
+            )),
+            "issuer",
+        ),
         (Some(format!("Bearer {bad_signature}")), "signature"),
         (Some(format!("Bearer {tampered}")), "signature"),
         (Some(format!("Bearer {foreign}")), "unknown key"),
-        (Some(format!("Bearer {}", sign(&|c| c.role = "root".into()))), "role"),
+        (
+            Some(format!("Bearer {}", sign(&|c| c.role = "root".into()))),
+            "role",
+        ),
     ];
     let mut api = hub.catalog().await;
     for (header, want) in cases {
         let mut req = Request::new(pb::ListTablesRequest::default());
         if let Some(h) = &header {
-            req.metadata_mut().insert("authorization", h.parse().unwrap());
+            req.metadata_mut()
+                .insert("authorization", h.parse().unwrap());
         }
         let err = api.list_tables(req).await.unwrap_err();
-        assert_eq!(err.code(), Code::Unauthenticated, "{header:?}: {}", err.message());
-        assert!(err.message().contains(want), "{header:?}: '{}' should say {want}", err.message());
+        assert_eq!(
+            err.code(),
+            Code::Unauthenticated,
+            "{header:?}: {}",
+            err.message()
+        );
+        assert!(
+            err.message().contains(want),
+            "{header:?}: '{}' should say {want}",
+            err.message()
+        );
     }
 
     // The good token works, and the role it carries is the one that was signed.
@@ -79,7 +117,10 @@ async fn every_bad_token_is_unauthenticated() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((me.department.as_str(), me.role.as_str()), ("civil-affairs", "consumer"));
+    assert_eq!(
+        (me.department.as_str(), me.role.as_str()),
+        ("civil-affairs", "consumer")
+    );
 }
 
 #[tokio::test]
@@ -91,7 +132,10 @@ async fn the_right_role_is_required() {
         let err = api
             .deprecate_table(authed(
                 &token,
-                pb::DeprecateTableRequest { name: "population.residents".into(), reason: "x".into() },
+                pb::DeprecateTableRequest {
+                    name: "population.residents".into(),
+                    reason: "x".into(),
+                },
             ))
             .await
             .unwrap_err();
@@ -137,7 +181,11 @@ async fn configured_issuers_are_trusted_by_exact_key_id() {
     assert_eq!(err.code(), Code::Unauthenticated);
 
     // A trust file with a typo is an error at start, not a silent default.
-    std::fs::write(&trust, "[[issuer]]\niss = \"x\"\nkid = \"y\"\nalg = \"EdDSA\"\npublic_key_fil = \"a.pem\"\n").unwrap();
+    std::fs::write(
+        &trust,
+        "[[issuer]]\niss = \"x\"\nkid = \"y\"\nalg = \"EdDSA\"\npublic_key_fil = \"a.pem\"\n",
+    )
+    .unwrap();
     let mut opts = HubOptions::new(hub.data_dir());
     opts.trusted_issuers = Some(trust);
     assert!(citybrain::hub::start(&opts).await.is_err());

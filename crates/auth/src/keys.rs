@@ -98,7 +98,12 @@ pub fn load_trusted_keys(path: &Path) -> Result<Vec<TrustedKey>> {
             let alg = match e.alg.as_str() {
                 "EdDSA" => Algorithm::EdDSA,
                 "ES256" => Algorithm::ES256,
-                other => return Err(err(format!("issuer '{}': unsupported alg '{other}'", e.iss))),
+                other => {
+                    return Err(err(format!(
+                        "issuer '{}': unsupported alg '{other}'",
+                        e.iss
+                    )));
+                }
             };
             let pem_path = base.join(&e.public_key_file);
             let pem = std::fs::read(&pem_path).map_err(|x| Error::KeyFile {
@@ -126,7 +131,8 @@ impl LocalIssuer {
             reason,
         };
         let signing = if private.exists() {
-            let pem = std::fs::read_to_string(&private).map_err(|e| key_err(&private, e.to_string()))?;
+            let pem =
+                std::fs::read_to_string(&private).map_err(|e| key_err(&private, e.to_string()))?;
             SigningKey::from_pkcs8_pem(&pem).map_err(|e| key_err(&private, e.to_string()))?
         } else {
             std::fs::create_dir_all(dir).map_err(|e| key_err(dir, e.to_string()))?;
@@ -136,7 +142,8 @@ impl LocalIssuer {
             let pem = key
                 .to_pkcs8_pem(LineEnding::LF)
                 .map_err(|e| key_err(&private, e.to_string()))?;
-            write_private(&private, pem.as_bytes()).map_err(|e| key_err(&private, e.to_string()))?;
+            write_private(&private, pem.as_bytes())
+                .map_err(|e| key_err(&private, e.to_string()))?;
             key
         };
         let public_pem = signing
@@ -145,7 +152,8 @@ impl LocalIssuer {
             .map_err(|e| key_err(&private, e.to_string()))?;
         let public = dir.join(PUBLIC_FILE);
         if !public.exists() {
-            std::fs::write(&public, public_pem.as_bytes()).map_err(|e| key_err(&public, e.to_string()))?;
+            std::fs::write(&public, public_pem.as_bytes())
+                .map_err(|e| key_err(&public, e.to_string()))?;
         }
         let digest = Sha256::digest(signing.verifying_key().as_bytes());
         let kid = format!("hub-{}", hex(&digest[..8]));
@@ -154,7 +162,8 @@ impl LocalIssuer {
             .map_err(|e| key_err(&private, e.to_string()))?;
         let encoding = EncodingKey::from_ed_pem(pkcs8.as_bytes())
             .map_err(|e| key_err(&private, e.to_string()))?;
-        let trusted = TrustedKey::from_pem(&kid, LOCAL_ISSUER, Algorithm::EdDSA, public_pem.as_bytes())?;
+        let trusted =
+            TrustedKey::from_pem(&kid, LOCAL_ISSUER, Algorithm::EdDSA, public_pem.as_bytes())?;
         Ok(Self {
             kid,
             encoding,
@@ -191,7 +200,8 @@ impl LocalIssuer {
     pub fn sign(&self, claims: &Claims) -> Result<String> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| Error::Signing(e.to_string()))
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| Error::Signing(e.to_string()))
     }
 }
 

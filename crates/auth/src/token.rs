@@ -75,7 +75,10 @@ impl Authenticator {
     /// Verifies a compact JWT.
     pub fn verify(&self, token: &str) -> Result<Principal> {
         let header = decode_header(token).map_err(|_| Error::Malformed("not a JWT"))?;
-        let kid = header.kid.as_deref().ok_or(Error::Malformed("no key id (kid)"))?;
+        let kid = header
+            .kid
+            .as_deref()
+            .ok_or(Error::Malformed("no key id (kid)"))?;
         let key = self.keys.get(kid).ok_or(Error::UnknownKey)?;
         if header.alg != key.algorithm {
             return Err(Error::WrongAlgorithm);
@@ -174,19 +177,34 @@ mod tests {
         let (_d, issuer, auth) = setup();
         let mut c = claims(&issuer);
         c.exp = now_secs() - 3600;
-        assert!(matches!(auth.verify(&issuer.sign(&c).unwrap()), Err(Error::Expired)));
+        assert!(matches!(
+            auth.verify(&issuer.sign(&c).unwrap()),
+            Err(Error::Expired)
+        ));
         let mut c = claims(&issuer);
         c.nbf = now_secs() + 3600;
-        assert!(matches!(auth.verify(&issuer.sign(&c).unwrap()), Err(Error::NotYetValid)));
+        assert!(matches!(
+            auth.verify(&issuer.sign(&c).unwrap()),
+            Err(Error::NotYetValid)
+        ));
         let mut c = claims(&issuer);
         c.aud = "elsewhere".into();
-        assert!(matches!(auth.verify(&issuer.sign(&c).unwrap()), Err(Error::WrongAudience)));
+        assert!(matches!(
+            auth.verify(&issuer.sign(&c).unwrap()),
+            Err(Error::WrongAudience)
+        ));
         let mut c = claims(&issuer);
         c.iss = "someone".into();
-        assert!(matches!(auth.verify(&issuer.sign(&c).unwrap()), Err(Error::WrongIssuer)));
+        assert!(matches!(
+            auth.verify(&issuer.sign(&c).unwrap()),
+            Err(Error::WrongIssuer)
+        ));
         let mut c = claims(&issuer);
         c.role = "root".into();
-        assert!(matches!(auth.verify(&issuer.sign(&c).unwrap()), Err(Error::Malformed(_))));
+        assert!(matches!(
+            auth.verify(&issuer.sign(&c).unwrap()),
+            Err(Error::Malformed(_))
+        ));
 
         // Signed by another hub's key with the same kid: bad signature.
         let other_dir = tempfile::tempdir().unwrap();
@@ -198,11 +216,17 @@ mod tests {
         let mut parts: Vec<&str> = good.split('.').collect();
         let other_sig = forged.split('.').nth(2).unwrap().to_owned();
         parts[2] = &other_sig;
-        assert!(matches!(auth.verify(&parts.join(".")), Err(Error::BadSignature)));
+        assert!(matches!(
+            auth.verify(&parts.join(".")),
+            Err(Error::BadSignature)
+        ));
 
         assert!(matches!(auth.verify("abc.def"), Err(Error::Malformed(_))));
         assert!(matches!(auth.verify_header(None), Err(Error::MissingToken)));
-        assert!(matches!(auth.verify_header(Some("Basic x")), Err(Error::Malformed(_))));
+        assert!(matches!(
+            auth.verify_header(Some("Basic x")),
+            Err(Error::Malformed(_))
+        ));
     }
 
     #[test]

@@ -154,7 +154,10 @@ impl TableManifest {
             let field = |f: &str| format!("columns[{i}].{f}");
             validate_column_name(&c.name).map_err(|e| bad(&field("name"), e.to_string()))?;
             if !seen.insert(c.name.as_str()) {
-                return Err(bad(&field("name"), format!("duplicate column '{}'", c.name)));
+                return Err(bad(
+                    &field("name"),
+                    format!("duplicate column '{}'", c.name),
+                ));
             }
             if c.title.trim().is_empty() {
                 return Err(bad(&field("title"), "must not be empty".into()));
@@ -172,9 +175,16 @@ impl TableManifest {
         if let Some(k) = &self.key_column
             && !seen.contains(k.as_str())
         {
-            return Err(bad("key_column", format!("'{k}' is not one of the columns")));
+            return Err(bad(
+                "key_column",
+                format!("'{k}' is not one of the columns"),
+            ));
         }
-        if self.related_resource_codes.iter().any(|c| c.trim().is_empty()) {
+        if self
+            .related_resource_codes
+            .iter()
+            .any(|c| c.trim().is_empty())
+        {
             return Err(bad("related_resource_codes", "empty code".into()));
         }
         Ok(())
@@ -204,11 +214,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<TableManifest>> {
     let texts = files
         .iter()
         .map(|path| {
-            let label = path
-                .strip_prefix(dir)
-                .unwrap_or(path)
-                .display()
-                .to_string();
+            let label = path.strip_prefix(dir).unwrap_or(path).display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
                 path: label.clone(),
                 reason: e.to_string(),
@@ -309,7 +315,9 @@ sensitivity = "personal"
     #[test]
     fn unknown_field_is_named() {
         let text = SAMPLE.replace("update_cycle", "update_cycel");
-        let err = parse_manifest("pension.toml", &text).unwrap_err().to_string();
+        let err = parse_manifest("pension.toml", &text)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("pension.toml:"), "{err}");
         assert!(err.contains("update_cycel"), "{err}");
     }
@@ -319,15 +327,28 @@ sensitivity = "personal"
         let cases = [
             (SAMPLE.replace("hrss.pension", "Pension"), "'name'"),
             (
-                SAMPLE.replace("share_condition = \"For social assistance eligibility checks only.\"", ""),
+                SAMPLE.replace(
+                    "share_condition = \"For social assistance eligibility checks only.\"",
+                    "",
+                ),
                 "'share_condition'",
             ),
             (
-                SAMPLE.replacen("share_type = \"conditional\"\nsensitivity = \"personal\"", "share_type = \"unconditional\"\nsensitivity = \"personal\"", 1),
+                SAMPLE.replacen(
+                    "share_type = \"conditional\"\nsensitivity = \"personal\"",
+                    "share_type = \"unconditional\"\nsensitivity = \"personal\"",
+                    1,
+                ),
                 "'columns[1].share_type'",
             ),
-            (SAMPLE.replace("key_column = \"id_number\"", "key_column = \"idno\""), "'key_column'"),
-            (SAMPLE.replace("name = \"amount\"", "name = \"id_number\""), "'columns[1].name'"),
+            (
+                SAMPLE.replace("key_column = \"id_number\"", "key_column = \"idno\""),
+                "'key_column'",
+            ),
+            (
+                SAMPLE.replace("name = \"amount\"", "name = \"id_number\""),
+                "'columns[1].name'",
+            ),
             (SAMPLE.replace("\"monthly\"", "\"hourly\""), "hourly"),
         ];
         for (text, want) in cases {

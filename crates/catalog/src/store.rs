@@ -249,7 +249,12 @@ impl Catalog {
     }
 
     /// A page of tables matching `filter`, ordered by name. `page_token` continues a listing.
-    pub fn list(&self, filter: &ListFilter, page_size: u32, page_token: Option<&str>) -> Result<Page> {
+    pub fn list(
+        &self,
+        filter: &ListFilter,
+        page_size: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page> {
         let after = page_token.map(decode_token).transpose()?;
         let mut clauses = Vec::new();
         let mut args: Vec<String> = Vec::new();
@@ -338,10 +343,20 @@ const SELECT: &str =
 type Parts = (String, String, String, i64, String, String, String);
 
 fn row_to_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<Parts> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
 }
 
-fn parts_to_entry((name, status, reason, version, created, updated, spec): Parts) -> Result<TableEntry> {
+fn parts_to_entry(
+    (name, status, reason, version, created, updated, spec): Parts,
+) -> Result<TableEntry> {
     let manifest: TableManifest =
         serde_json::from_str(&spec).map_err(|_| Error::Corrupt { name: name.clone() })?;
     let status = match status.as_str() {
@@ -470,7 +485,9 @@ fn search_text(m: &TableManifest) -> String {
 }
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 fn now() -> String {
@@ -488,7 +505,7 @@ fn encode_token(name: &str) -> String {
 }
 
 fn decode_token(token: &str) -> Result<String> {
-    if token.len() % 2 != 0 || token.len() > 256 {
+    if !token.len().is_multiple_of(2) || token.len() > 256 {
         return Err(Error::BadPageToken);
     }
     let bytes = (0..token.len())
@@ -534,12 +551,18 @@ mod tests {
         let (_d, c) = catalog();
         let m = parse_manifest("m.toml", SAMPLE).unwrap();
         c.register(&m).unwrap();
-        assert!(matches!(c.register(&m), Err(Error::AlreadyExists { what: "table", .. })));
+        assert!(matches!(
+            c.register(&m),
+            Err(Error::AlreadyExists { what: "table", .. })
+        ));
         let mut other = m.clone();
         other.name = "hrss.other".into();
         assert!(matches!(
             c.register(&other),
-            Err(Error::AlreadyExists { what: "resource code", .. })
+            Err(Error::AlreadyExists {
+                what: "resource code",
+                ..
+            })
         ));
     }
 
@@ -575,6 +598,9 @@ mod tests {
         assert_eq!(c.list(&f, 10, None).unwrap().total, 1);
         c.deprecate("hrss.t3", "replaced").unwrap();
         assert_eq!(c.list(&f, 10, None).unwrap().total, 0);
-        assert!(matches!(c.list(&f, 10, Some("zz")), Err(Error::BadPageToken)));
+        assert!(matches!(
+            c.list(&f, 10, Some("zz")),
+            Err(Error::BadPageToken)
+        ));
     }
 }

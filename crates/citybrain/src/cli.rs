@@ -116,10 +116,18 @@ pub struct DatagenArgs {
     #[arg(long, env = "CITYBRAIN_DATAGEN_SEED", default_value_t = 20190601)]
     pub seed: u64,
     /// Largest number of rows per Parquet file.
-    #[arg(long, env = "CITYBRAIN_DATAGEN_ROWS_PER_FILE", default_value_t = 2_000_000)]
+    #[arg(
+        long,
+        env = "CITYBRAIN_DATAGEN_ROWS_PER_FILE",
+        default_value_t = 2_000_000
+    )]
     pub rows_per_file: u64,
     /// Rows per row group.
-    #[arg(long, env = "CITYBRAIN_DATAGEN_ROW_GROUP_ROWS", default_value_t = 131_072)]
+    #[arg(
+        long,
+        env = "CITYBRAIN_DATAGEN_ROW_GROUP_ROWS",
+        default_value_t = 131_072
+    )]
     pub row_group_rows: usize,
 }
 
@@ -202,7 +210,11 @@ pub enum CatalogCommand {
 #[derive(Debug, Args, Clone)]
 pub struct ClientArgs {
     /// The hub's gRPC endpoint.
-    #[arg(long, env = "CITYBRAIN_SERVER", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "CITYBRAIN_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub server: String,
     /// Bearer token (see `citybrain token`).
     #[arg(long, env = "CITYBRAIN_TOKEN", hide_env_values = true)]

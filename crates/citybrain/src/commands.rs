@@ -1,9 +1,9 @@
 //! The subcommands.
 
+use crate::Result;
 use crate::cli::{CatalogCommand, ClientArgs, DatagenArgs, ServeArgs, TokenArgs};
 use crate::error::Error;
 use crate::hub::{self, DEMO_CALLERS, HubOptions};
-use crate::Result;
 use citybrain_gateway::Limits;
 use citybrain_proto::v1 as pb;
 use citybrain_proto::v1::catalog_service_client::CatalogServiceClient;
@@ -16,8 +16,11 @@ use tonic::transport::{Channel, Endpoint};
 /// `citybrain serve`: runs until SIGINT or SIGTERM, then shuts down in order.
 pub async fn serve(args: ServeArgs) -> Result<()> {
     if args.demo
-        && let Some(report) =
-            hub::prepare_demo(&args.data.data_dir, args.demo_persons, args.catalog_dir.as_deref())?
+        && let Some(report) = hub::prepare_demo(
+            &args.data.data_dir,
+            args.demo_persons,
+            args.catalog_dir.as_deref(),
+        )?
     {
         println!(
             "demo data ready: {} residents, {} tables in the catalog",
@@ -50,7 +53,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             let token = started.issuer.mint(dept, *role, &subject, 12 * 3600)?;
             println!("token {} ({dept}): {token}", role.as_str());
         }
-        println!("try: grpcurl -plaintext -H \"authorization: Bearer <token>\" {addr} citybrain.v1.CatalogService/GetStats");
+        println!(
+            "try: grpcurl -plaintext -H \"authorization: Bearer <token>\" {addr} citybrain.v1.CatalogService/GetStats"
+        );
     }
     shutdown_signal().await;
     tracing::info!("shutting down: no new calls; waiting for calls in progress");
@@ -105,7 +110,10 @@ pub fn datagen(args: DatagenArgs) -> Result<()> {
 
 /// `citybrain token`: prints the token and nothing else on stdout.
 pub fn token(args: TokenArgs) -> Result<()> {
-    let role: Role = args.role.parse().map_err(|e: citybrain_types::Error| Error::Usage(e.to_string()))?;
+    let role: Role = args
+        .role
+        .parse()
+        .map_err(|e: citybrain_types::Error| Error::Usage(e.to_string()))?;
     citybrain_types::validate_dept_code(&args.dept).map_err(|e| Error::Usage(e.to_string()))?;
     let ttl = parse_ttl(&args.ttl)?;
     let issuer = hub::local_issuer(&args.data.data_dir)?;
@@ -118,7 +126,11 @@ pub fn token(args: TokenArgs) -> Result<()> {
 
 /// Parses `90s`, `30m`, `1h`, `7d` into seconds.
 pub fn parse_ttl(s: &str) -> Result<u64> {
-    let bad = || Error::Usage(format!("--ttl '{s}': expected a number with s, m, h or d, e.g. 1h"));
+    let bad = || {
+        Error::Usage(format!(
+            "--ttl '{s}': expected a number with s, m, h or d, e.g. 1h"
+        ))
+    };
     let (num, unit) = s.split_at(s.len().saturating_sub(1));
     let n: u64 = num.parse().map_err(|_| bad())?;
     let mult = match unit {
@@ -159,7 +171,10 @@ fn authed<T>(c: &ClientArgs, msg: T) -> Result<Request<T>> {
 /// `citybrain whoami`.
 pub async fn whoami(c: ClientArgs) -> Result<()> {
     let mut client = IdentityServiceClient::new(channel(&c).await?);
-    let me = client.who_am_i(authed(&c, pb::WhoAmIRequest {})?).await?.into_inner();
+    let me = client
+        .who_am_i(authed(&c, pb::WhoAmIRequest {})?)
+        .await?
+        .into_inner();
     println!(
         "{} of {} ({}), issued by {}, expires {}",
         me.subject, me.department, me.role, me.issuer, me.expires_at
@@ -201,14 +216,18 @@ pub async fn catalog(cmd: CatalogCommand) -> Result<()> {
             let share_type = match share_type.as_deref() {
                 None => 0,
                 Some(s) => {
-                    let st: citybrain_types::ShareType =
-                        s.parse().map_err(|e: citybrain_types::Error| Error::Usage(e.to_string()))?;
+                    let st: citybrain_types::ShareType = s
+                        .parse()
+                        .map_err(|e: citybrain_types::Error| Error::Usage(e.to_string()))?;
                     citybrain_gateway::share_type_to_wire(st)
                 }
             };
             let mut api = CatalogServiceClient::new(channel(&client).await?);
             let mut token = String::new();
-            println!("{:<36} {:<12} {:<14} {:>12}  title", "table", "share", "provider", "records");
+            println!(
+                "{:<36} {:<12} {:<14} {:>12}  title",
+                "table", "share", "provider", "records"
+            );
             loop {
                 let page = api
                     .list_tables(authed(
@@ -261,14 +280,20 @@ pub async fn catalog(cmd: CatalogCommand) -> Result<()> {
             println!("share rate           {:.1}%", s.share_rate * 100.0);
             println!("consumer departments {}", s.consumer_departments);
             println!("calls                {}", s.calls);
-            println!("tables with data     {} ({} unavailable)", s.tables_with_data, s.tables_unavailable);
+            println!(
+                "tables with data     {} ({} unavailable)",
+                s.tables_with_data, s.tables_unavailable
+            );
             Ok(())
         }
         CatalogCommand::Register { client, manifest } => {
             let spec = read_spec(&manifest)?;
             let mut api = CatalogServiceClient::new(channel(&client).await?);
             let t = api
-                .register_table(authed(&client, pb::RegisterTableRequest { spec: Some(spec) })?)
+                .register_table(authed(
+                    &client,
+                    pb::RegisterTableRequest { spec: Some(spec) },
+                )?)
                 .await?
                 .into_inner()
                 .table
@@ -280,7 +305,10 @@ pub async fn catalog(cmd: CatalogCommand) -> Result<()> {
             let spec = read_spec(&manifest)?;
             let mut api = CatalogServiceClient::new(channel(&client).await?);
             let r = api
-                .update_table(authed(&client, pb::UpdateTableRequest { spec: Some(spec) })?)
+                .update_table(authed(
+                    &client,
+                    pb::UpdateTableRequest { spec: Some(spec) },
+                )?)
                 .await?
                 .into_inner();
             let t = r.table.unwrap_or_default();
@@ -288,7 +316,11 @@ pub async fn catalog(cmd: CatalogCommand) -> Result<()> {
             println!("{what} {} (version {})", name_of(&t), t.version);
             Ok(())
         }
-        CatalogCommand::Deprecate { client, name, reason } => {
+        CatalogCommand::Deprecate {
+            client,
+            name,
+            reason,
+        } => {
             let mut api = CatalogServiceClient::new(channel(&client).await?);
             let t = api
                 .deprecate_table(authed(&client, pb::DeprecateTableRequest { name, reason })?)
@@ -350,10 +382,17 @@ fn print_table(t: &pb::Table) {
     println!("resource code  {}", s.resource_code);
     println!("provider       {} ({})", provider.name, provider.code);
     println!("library        {}", s.library);
-    println!("share type     {} {}", share_word(s.share_type), s.share_condition);
+    println!(
+        "share type     {} {}",
+        share_word(s.share_type),
+        s.share_condition
+    );
     println!("update cycle   {}", s.update_cycle);
     println!("key column     {}", s.key_column);
-    println!("status         {} (version {}, updated {})", t.status, t.version, t.updated_at);
+    println!(
+        "status         {} (version {}, updated {})",
+        t.status, t.version, t.updated_at
+    );
     print!("records        ");
     print_row_state(t);
     println!("abstract       {}", s.r#abstract);

@@ -83,18 +83,20 @@ pub async fn start(opts: &HubOptions) -> Result<Started> {
         None => DataRoot::local(&opts.data_dir.join(TABLES_DIR))?,
     };
     tracing::info!(data_root = %root.url(), keys = keys.len(), "hub state opened");
-    let hub = Hub::new(catalog, Arc::new(Engine::new(root)), Authenticator::new(keys));
+    let hub = Hub::new(
+        catalog,
+        Arc::new(Engine::new(root)),
+        Authenticator::new(keys),
+    );
     let server = citybrain_gateway::serve(hub, opts.listen, opts.limits.clone()).await?;
     Ok(Started { server, issuer })
 }
 
 /// The manifests built into the binary.
 pub fn embedded_manifests() -> Result<Vec<TableManifest>> {
-    Ok(citybrain_catalog::parse_all(
-        EMBEDDED_CATALOG
-            .iter()
-            .map(|(name, text)| ((*name).to_owned(), (*text).to_owned())),
-    )?)
+    Ok(citybrain_catalog::parse_all(EMBEDDED_CATALOG.iter().map(
+        |(name, text)| ((*name).to_owned(), (*text).to_owned()),
+    ))?)
 }
 
 /// Demo start: when the data directory has no catalog yet, generates `persons` residents (with
@@ -116,7 +118,12 @@ pub fn prepare_demo(
     cfg.progress = true;
     let summary = citybrain_datagen::generate(&cfg)?;
     for t in &summary {
-        tracing::info!(table = t.name, rows = t.rows, files = t.files, "demo data written");
+        tracing::info!(
+            table = t.name,
+            rows = t.rows,
+            files = t.files,
+            "demo data written"
+        );
     }
     let report = open_catalog(data_dir)?.apply(&manifests)?;
     Ok(Some(report))

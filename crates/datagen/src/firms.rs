@@ -78,7 +78,14 @@ pub(crate) fn generate(
         ));
     }
     let open = |def: schema::TableDef| {
-        TableWriter::new(&cfg.out, def.dataset, &def.columns, 0, cfg.rows_per_file, cfg.row_group_rows)
+        TableWriter::new(
+            &cfg.out,
+            def.dataset,
+            &def.columns,
+            0,
+            cfg.rows_per_file,
+            cfg.row_group_rows,
+        )
     };
     let mut entities = open(schema::entities())?;
     let mut licences = open(schema::business_licences())?;
@@ -99,19 +106,34 @@ pub(crate) fn generate(
         let (name, kind, capital) = match code.as_bytes()[1] {
             b'1' => {
                 let joint = rng.chance(0.1);
-                let kind = if joint { "股份有限公司" } else { "有限责任公司" };
-                let suffix = if joint { "股份有限公司" } else { "有限公司" };
+                let kind = if joint {
+                    "股份有限公司"
+                } else {
+                    "有限责任公司"
+                };
+                let suffix = if joint {
+                    "股份有限公司"
+                } else {
+                    "有限公司"
+                };
                 let cap = (10.0 * (1.0 + rng.unit() * 9.0).powf(3.0)).round();
                 (format!("佛山市南海区{brand}{word}{suffix}"), kind, cap)
             }
             b'2' => {
                 let cap = (rng.range(5, 500) as f64) / 10.0;
-                (format!("南海区{town_short}{brand}{}", rng.pick(SHOPS)), "个体工商户", cap)
+                (
+                    format!("南海区{town_short}{brand}{}", rng.pick(SHOPS)),
+                    "个体工商户",
+                    cap,
+                )
             }
             _ => {
                 let cap = rng.range(5, 200) as f64;
                 (
-                    format!("佛山市南海区{town_short}{brand}{}专业合作社", rng.pick(COOP_PRODUCTS)),
+                    format!(
+                        "佛山市南海区{town_short}{brand}{}专业合作社",
+                        rng.pick(COOP_PRODUCTS)
+                    ),
                     "农民专业合作社",
                     cap,
                 )

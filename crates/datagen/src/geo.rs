@@ -21,13 +21,62 @@ pub(crate) struct Town {
 
 /// Ordered by code, so addresses (town code + sequence) come out sorted.
 pub(crate) const TOWNS: &[Town] = &[
-    Town { code: 440605011, name: "桂城街道", lon: 113.15, lat: 23.03, spread: 0.04, weight: 0.24 },
-    Town { code: 440605121, name: "九江镇", lon: 112.99, lat: 22.86, spread: 0.035, weight: 0.09 },
-    Town { code: 440605122, name: "西樵镇", lon: 112.96, lat: 22.94, spread: 0.04, weight: 0.09 },
-    Town { code: 440605123, name: "丹灶镇", lon: 112.92, lat: 23.04, spread: 0.04, weight: 0.09 },
-    Town { code: 440605124, name: "狮山镇", lon: 113.01, lat: 23.13, spread: 0.06, weight: 0.19 },
-    Town { code: 440605125, name: "大沥镇", lon: 113.11, lat: 23.11, spread: 0.035, weight: 0.19 },
-    Town { code: 440605126, name: "里水镇", lon: 113.15, lat: 23.21, spread: 0.05, weight: 0.11 },
+    Town {
+        code: 440605011,
+        name: "桂城街道",
+        lon: 113.15,
+        lat: 23.03,
+        spread: 0.04,
+        weight: 0.24,
+    },
+    Town {
+        code: 440605121,
+        name: "九江镇",
+        lon: 112.99,
+        lat: 22.86,
+        spread: 0.035,
+        weight: 0.09,
+    },
+    Town {
+        code: 440605122,
+        name: "西樵镇",
+        lon: 112.96,
+        lat: 22.94,
+        spread: 0.04,
+        weight: 0.09,
+    },
+    Town {
+        code: 440605123,
+        name: "丹灶镇",
+        lon: 112.92,
+        lat: 23.04,
+        spread: 0.04,
+        weight: 0.09,
+    },
+    Town {
+        code: 440605124,
+        name: "狮山镇",
+        lon: 113.01,
+        lat: 23.13,
+        spread: 0.06,
+        weight: 0.19,
+    },
+    Town {
+        code: 440605125,
+        name: "大沥镇",
+        lon: 113.11,
+        lat: 23.11,
+        spread: 0.035,
+        weight: 0.19,
+    },
+    Town {
+        code: 440605126,
+        name: "里水镇",
+        lon: 113.15,
+        lat: 23.21,
+        spread: 0.05,
+        weight: 0.11,
+    },
 ];
 
 /// District extent (FACTS.md): every coordinate is clamped inside it.
@@ -77,7 +126,7 @@ impl AddressSpace {
         let community = format!(
             "{}{}",
             COMMUNITY_ROOTS[((t as u64 * 7 + slot * 5) % COMMUNITY_ROOTS.len() as u64) as usize],
-            if slot % 3 == 0 { "村" } else { "社区" }
+            if slot.is_multiple_of(3) { "村" } else { "社区" }
         );
         let road = r.pick(ROADS);
         let number = r.range(1, 388);

@@ -82,7 +82,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The output already holds data for a table; the generator never overwrites.
-    #[error("output dataset '{dataset}' already holds Parquet files; choose an empty output directory")]
+    #[error(
+        "output dataset '{dataset}' already holds Parquet files; choose an empty output directory"
+    )]
     OutputNotEmpty {
         /// The dataset path.
         dataset: String,
@@ -158,14 +160,20 @@ fn progress_bar(cfg: &Config, len: u64) -> ProgressBar {
     };
     let bar = ProgressBar::with_draw_target(Some(len), target);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg:12} [{bar:40}] {human_pos}/{human_len} rows {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} {msg:12} [{bar:40}] {human_pos}/{human_len} rows {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar
 }
 
-fn write_addresses(cfg: &Config, space: &geo::AddressSpace, bar: &ProgressBar) -> Result<(u64, usize)> {
+fn write_addresses(
+    cfg: &Config,
+    space: &geo::AddressSpace,
+    bar: &ProgressBar,
+) -> Result<(u64, usize)> {
     use writer::V;
     bar.set_message("addresses");
     let def = schema::addresses();

@@ -16,12 +16,38 @@ use indicatif::ProgressBar;
 /// Address codes of birth registration with weights: Nanhai itself, the rest of Foshan and
 /// Guangdong, and the provinces most migrants to the Pearl River Delta come from. Sorted.
 const ADDRESS_CODES: &[(u32, f64)] = &[
-    (360102, 0.5), (360702, 1.2), (410102, 0.5), (411302, 0.8), (420102, 0.5), (421002, 0.8),
-    (430102, 0.8), (430521, 1.0), (431002, 1.5), (440103, 0.8), (440106, 1.0), (440111, 0.6),
-    (440507, 0.6), (440604, 3.0), (440605, 52.0), (440606, 2.5), (440607, 1.5), (440608, 1.2),
-    (440802, 1.5), (440902, 2.0), (441202, 1.5), (441402, 1.5), (441702, 1.2), (441802, 1.5),
-    (450102, 0.8), (450921, 2.0), (452101, 0.6), (500101, 0.8), (510104, 0.8), (511302, 1.2),
-    (520102, 0.8), (522101, 0.8),
+    (360102, 0.5),
+    (360702, 1.2),
+    (410102, 0.5),
+    (411302, 0.8),
+    (420102, 0.5),
+    (421002, 0.8),
+    (430102, 0.8),
+    (430521, 1.0),
+    (431002, 1.5),
+    (440103, 0.8),
+    (440106, 1.0),
+    (440111, 0.6),
+    (440507, 0.6),
+    (440604, 3.0),
+    (440605, 52.0),
+    (440606, 2.5),
+    (440607, 1.5),
+    (440608, 1.2),
+    (440802, 1.5),
+    (440902, 2.0),
+    (441202, 1.5),
+    (441402, 1.5),
+    (441702, 1.2),
+    (441802, 1.5),
+    (450102, 0.8),
+    (450921, 2.0),
+    (452101, 0.6),
+    (500101, 0.8),
+    (510104, 0.8),
+    (511302, 1.2),
+    (520102, 0.8),
+    (522101, 0.8),
 ];
 
 /// First and last birth dates generated, and the reference date ages are counted at.
@@ -70,8 +96,12 @@ pub(crate) fn generate(
     bar: &ProgressBar,
 ) -> Result<PeopleOut> {
     bar.set_message("residents");
-    let first = Date::from_ymd(FIRST_BIRTH.0, FIRST_BIRTH.1, FIRST_BIRTH.2).expect("valid").days();
-    let last = Date::from_ymd(LAST_BIRTH.0, LAST_BIRTH.1, LAST_BIRTH.2).expect("valid").days();
+    let first = Date::from_ymd(FIRST_BIRTH.0, FIRST_BIRTH.1, FIRST_BIRTH.2)
+        .expect("valid")
+        .days();
+    let last = Date::from_ymd(LAST_BIRTH.0, LAST_BIRTH.1, LAST_BIRTH.2)
+        .expect("valid")
+        .days();
     let year_w: Vec<f64> = (FIRST_BIRTH.0..=LAST_BIRTH.0).map(year_weight).collect();
     let yw = |day: i32| year_w[(Date::from_days(day).year() - FIRST_BIRTH.0) as usize];
 
@@ -185,11 +215,11 @@ impl PersonCtx {
         self.birth = id.birth_date().days();
         self.age = REFERENCE_YEAR - id.birth_date().year();
         self.name.clear();
-        self.name.push_str(*rng.weighted(SURNAMES));
+        self.name.push_str(rng.weighted::<&str>(SURNAMES));
         let given = if self.male { GIVEN_MALE } else { GIVEN_FEMALE };
-        self.name.push_str(*rng.pick(given));
+        self.name.push_str(rng.pick::<&str>(given));
         if rng.chance(0.8) {
-            self.name.push_str(*rng.pick(given));
+            self.name.push_str(rng.pick::<&str>(given));
         }
         self.phone = format!("{}{:08}", rng.pick(PHONE_PREFIXES), rng.below(100_000_000));
         let a = space.get(rng.below(space.len()));
@@ -210,7 +240,14 @@ struct Writers {
 impl Writers {
     fn new(cfg: &Config) -> Result<Self> {
         let open = |def: schema::TableDef| {
-            TableWriter::new(&cfg.out, def.dataset, &def.columns, 0, cfg.rows_per_file, cfg.row_group_rows)
+            TableWriter::new(
+                &cfg.out,
+                def.dataset,
+                &def.columns,
+                0,
+                cfg.rows_per_file,
+                cfg.row_group_rows,
+            )
         };
         Ok(Self {
             residents: open(schema::residents())?,
@@ -226,24 +263,36 @@ impl Writers {
             V::S(&p.name),
             V::S(if p.male { "男" } else { "女" }),
             V::D(p.birth),
-            V::S(*rng.weighted(ETHNICITIES)),
+            V::S(rng.weighted::<&str>(ETHNICITIES)),
             V::S(&p.phone),
             V::S(&p.address_id),
             V::S(&p.address),
             V::S(p.town),
-            V::S(if p.local { "户籍人口" } else { "流动人口" }),
+            V::S(if p.local {
+                "户籍人口"
+            } else {
+                "流动人口"
+            }),
         ])?;
         self.write_insurance(rng, p, employers)?;
         self.write_licences(rng, p)
     }
 
-    fn write_insurance(&mut self, rng: &mut Rng, p: &PersonCtx, employers: &CodeList) -> Result<()> {
+    fn write_insurance(
+        &mut self,
+        rng: &mut Rng,
+        p: &PersonCtx,
+        employers: &CodeList,
+    ) -> Result<()> {
         let working = (16..60).contains(&p.age);
         if !(working && rng.chance(0.72) || p.age >= 60 && rng.chance(0.6)) {
             return Ok(());
         }
         let earliest = (p.birth + 16 * 365).max(days(1995, 1, 1));
-        let start = rng.range(i64::from(earliest), i64::from(days(2025, 1, 1)).max(i64::from(earliest))) as i32;
+        let start = rng.range(
+            i64::from(earliest),
+            i64::from(days(2025, 1, 1)).max(i64::from(earliest)),
+        ) as i32;
         let employer = if working && !employers.is_empty() && rng.chance(0.85) {
             Some(employers.get(rng.below(employers.len() as u64) as usize))
         } else {
@@ -251,7 +300,12 @@ impl Writers {
         };
         let base = (rng.range(450, 3000) * 10) as f64;
         let types: &[(&str, f64)] = if working {
-            &[("基本养老保险", 1.0), ("基本医疗保险", 0.95), ("失业保险", 0.6), ("工伤保险", 0.55)]
+            &[
+                ("基本养老保险", 1.0),
+                ("基本医疗保险", 0.95),
+                ("失业保险", 0.6),
+                ("工伤保险", 0.55),
+            ]
         } else {
             &[("基本养老保险", 1.0), ("基本医疗保险", 0.9)]
         };
@@ -283,8 +337,22 @@ impl Writers {
         let kinds: &[(&str, &str, &str, i32, f64, i32)] = &[
             ("居民身份证", "SFZ", "佛山市公安局南海分局", 16, 1.0, 20),
             ("结婚证", "JHZ", "佛山市南海区民政局", 22, 0.55, 0),
-            ("机动车驾驶证", "JSZ", "佛山市公安局交通警察支队", 18, 0.35, 6),
-            ("不动产权证书", "BDC", "佛山市南海区不动产登记中心", 25, 0.25, 0),
+            (
+                "机动车驾驶证",
+                "JSZ",
+                "佛山市公安局交通警察支队",
+                18,
+                0.35,
+                6,
+            ),
+            (
+                "不动产权证书",
+                "BDC",
+                "佛山市南海区不动产登记中心",
+                25,
+                0.25,
+                0,
+            ),
             ("居住证", "JZZ", "佛山市公安局南海分局", 16, 0.7, 1),
             ("出生医学证明", "CSZ", "佛山市南海区卫生健康局", 0, 1.0, 0),
         ];
@@ -298,11 +366,22 @@ impl Writers {
                 continue;
             }
             let earliest = (p.birth + min_age * 365).max(days(2005, 1, 1));
-            let issue = rng.range(i64::from(earliest), i64::from(days(2025, 6, 30)).max(i64::from(earliest))) as i32;
+            let issue = rng.range(
+                i64::from(earliest),
+                i64::from(days(2025, 6, 30)).max(i64::from(earliest)),
+            ) as i32;
             let valid = (*years > 0).then(|| issue + years * 365);
             self.licence_seq += 1;
-            let no = format!("{prefix}440605{}{:09}", Date::from_days(issue).year(), self.licence_seq);
-            let status = if valid.is_some_and(|v| v < days(2025, 6, 30)) { "已过期" } else { "有效" };
+            let no = format!(
+                "{prefix}440605{}{:09}",
+                Date::from_days(issue).year(),
+                self.licence_seq
+            );
+            let status = if valid.is_some_and(|v| v < days(2025, 6, 30)) {
+                "已过期"
+            } else {
+                "有效"
+            };
             self.licences.push(&[
                 V::S(&p.id),
                 V::S(&no),
@@ -319,5 +398,7 @@ impl Writers {
 }
 
 pub(crate) fn days(y: i32, m: u32, d: u32) -> i32 {
-    Date::from_ymd(y, m, d).expect("constant dates are valid").days()
+    Date::from_ymd(y, m, d)
+        .expect("constant dates are valid")
+        .days()
 }

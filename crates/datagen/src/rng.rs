@@ -12,9 +12,11 @@ impl Rng {
 
     /// An independent stream for one purpose, so adding draws to one table never shifts another.
     pub(crate) fn derive(seed: u64, stream: &str) -> Self {
-        Self::new(seed ^ mix(stream.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        })))
+        Self::new(
+            seed ^ mix(stream.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            })),
+        )
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
@@ -85,7 +87,13 @@ pub(crate) fn apportion(total: u64, weights: &[f64]) -> Vec<u64> {
         .collect::<Vec<_>>()
         .into_iter()
         .enumerate()
-        .map(|(i, n)| if i + 1 == weights.len() { n + total - prev } else { n })
+        .map(|(i, n)| {
+            if i + 1 == weights.len() {
+                n + total - prev
+            } else {
+                n
+            }
+        })
         .collect()
 }
 
@@ -106,6 +114,9 @@ mod tests {
         let mut a = Rng::derive(7, "x");
         let mut b = Rng::derive(7, "x");
         assert_eq!(a.next_u64(), b.next_u64());
-        assert_ne!(Rng::derive(7, "y").next_u64(), Rng::derive(7, "x").next_u64());
+        assert_ne!(
+            Rng::derive(7, "y").next_u64(),
+            Rng::derive(7, "x").next_u64()
+        );
     }
 }

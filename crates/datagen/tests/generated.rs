@@ -60,7 +60,10 @@ fn libraries_are_valid_and_consistent() {
     let genders = strings(&people, "gender");
     let mut row = 0;
     for b in &people {
-        let births = b.column_by_name("birth_date").unwrap().as_primitive::<Date32Type>();
+        let births = b
+            .column_by_name("birth_date")
+            .unwrap()
+            .as_primitive::<Date32Type>();
         for i in 0..b.num_rows() {
             let id = CitizenId::parse(&ids[row]).expect("valid check character");
             assert_eq!(id.birth_date(), Date::from_days(births.value(i)));
@@ -69,7 +72,10 @@ fn libraries_are_valid_and_consistent() {
         }
     }
     let towns: HashSet<_> = strings(&people, "town").into_iter().collect();
-    assert!(towns.len() >= 5, "residents spread over the towns: {towns:?}");
+    assert!(
+        towns.len() >= 5,
+        "residents spread over the towns: {towns:?}"
+    );
 
     let id_set: HashSet<_> = ids.iter().cloned().collect();
     let firms = read(dir.path(), "legal/entities");
@@ -85,11 +91,20 @@ fn libraries_are_valid_and_consistent() {
     let map = read(dir.path(), "map/addresses");
     let addr_ids: HashSet<_> = strings(&map, "address_id").into_iter().collect();
     for a in strings(&people, "address_id") {
-        assert!(addr_ids.contains(&a), "household addresses exist in the map library");
+        assert!(
+            addr_ids.contains(&a),
+            "household addresses exist in the map library"
+        );
     }
     for b in &map {
-        let lon = b.column_by_name("longitude").unwrap().as_primitive::<arrow::datatypes::Float64Type>();
-        let lat = b.column_by_name("latitude").unwrap().as_primitive::<arrow::datatypes::Float64Type>();
+        let lon = b
+            .column_by_name("longitude")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Float64Type>();
+        let lat = b
+            .column_by_name("latitude")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Float64Type>();
         for i in 0..b.num_rows() {
             assert!((112.83..=113.27).contains(&lon.value(i)));
             assert!((22.82..=23.31).contains(&lat.value(i)));
@@ -103,7 +118,10 @@ fn libraries_are_valid_and_consistent() {
         let keys = strings(&read(dir.path(), dataset), col);
         assert!(!keys.is_empty());
         assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{dataset} sorted");
-        assert!(keys.iter().all(|k| id_set.contains(k)), "{dataset} joins residents");
+        assert!(
+            keys.iter().all(|k| id_set.contains(k)),
+            "{dataset} joins residents"
+        );
     }
     let code_set: HashSet<_> = codes.into_iter().collect();
     for c in strings(&read(dir.path(), "market/business_licences"), "credit_code") {
@@ -122,7 +140,8 @@ fn files_are_laid_out_for_point_lookups() {
     let id = rg.column(0);
     assert_eq!(id.column_path().string(), "id_number");
     assert!(
-        !id.encodings().any(|e| e == Encoding::PLAIN_DICTIONARY || e == Encoding::RLE_DICTIONARY),
+        !id.encodings()
+            .any(|e| e == Encoding::PLAIN_DICTIONARY || e == Encoding::RLE_DICTIONARY),
         "no dictionary on the key column"
     );
     assert_eq!(id.compression(), parquet::basic::Compression::LZ4_RAW);
@@ -134,14 +153,28 @@ fn files_are_laid_out_for_point_lookups() {
             .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required),
     )
     .unwrap();
-    let offsets = builder.metadata().offset_index().expect("offset index written");
+    let offsets = builder
+        .metadata()
+        .offset_index()
+        .expect("offset index written");
     let pages = &offsets[0][0].page_locations;
-    assert!(pages.len() >= 1);
+    assert!(!pages.is_empty());
     let rows = rg.num_rows();
-    let firsts: Vec<i64> = pages.iter().map(|p| p.first_row_index).chain([rows]).collect();
+    let firsts: Vec<i64> = pages
+        .iter()
+        .map(|p| p.first_row_index)
+        .chain([rows])
+        .collect();
     assert!(firsts.windows(2).all(|w| w[1] - w[0] <= PAGE_ROWS as i64));
-    let gender = rg.columns().iter().find(|c| c.column_path().string() == "gender").unwrap();
-    assert!(gender.dictionary_page_offset().is_some(), "low-cardinality columns keep a dictionary");
+    let gender = rg
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == "gender")
+        .unwrap();
+    assert!(
+        gender.dictionary_page_offset().is_some(),
+        "low-cardinality columns keep a dictionary"
+    );
 }
 
 #[test]

@@ -1,14 +1,14 @@
 //! Datasets: listing files, reading and caching footers, checking them against the catalog.
 
 use crate::{DataProblem, DataRoot, Error, Result};
+use bytes::Bytes;
 use citybrain_catalog::TableManifest;
 use citybrain_types::DataType;
 use futures::TryStreamExt;
-use object_store::ObjectMeta;
-use bytes::Bytes;
 use futures::future::BoxFuture;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectMeta;
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::async_reader::MetadataFetch;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
@@ -164,7 +164,10 @@ struct StoreFetch<'a> {
 }
 
 impl MetadataFetch for StoreFetch<'_> {
-    fn fetch(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+    fn fetch(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         Box::pin(async move {
             self.store
                 .get_range(self.path, range)

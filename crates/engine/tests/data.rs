@@ -54,7 +54,10 @@ async fn counts_come_from_the_files() {
     let residents = manifest(
         "population.residents",
         "population/residents",
-        &[("id_number", DataType::String), ("birth_date", DataType::Date)],
+        &[
+            ("id_number", DataType::String),
+            ("birth_date", DataType::Date),
+        ],
     );
     let info = engine.table_data(&residents).await.unwrap();
     assert_eq!(info.records, 2_000);
@@ -67,8 +70,16 @@ async fn counts_come_from_the_files() {
 #[tokio::test]
 async fn a_corrupt_file_fails_only_its_table() {
     let (dir, engine) = setup();
-    let residents = manifest("population.residents", "population/residents", &[("id_number", DataType::String)]);
-    let entities = manifest("legal.entities", "legal/entities", &[("credit_code", DataType::String)]);
+    let residents = manifest(
+        "population.residents",
+        "population/residents",
+        &[("id_number", DataType::String)],
+    );
+    let entities = manifest(
+        "legal.entities",
+        "legal/entities",
+        &[("credit_code", DataType::String)],
+    );
     engine.table_data(&residents).await.unwrap();
 
     // Overwrite the footer of the second file, as a failed copy would.
@@ -87,14 +98,23 @@ async fn a_corrupt_file_fails_only_its_table() {
         other => panic!("unexpected {other:?}"),
     }
     let text = err.to_string();
-    assert!(!text.contains(dir.path().to_str().unwrap()), "no server paths: {text}");
-    assert!(engine.table_data(&entities).await.is_ok(), "other tables keep working");
+    assert!(
+        !text.contains(dir.path().to_str().unwrap()),
+        "no server paths: {text}"
+    );
+    assert!(
+        engine.table_data(&entities).await.is_ok(),
+        "other tables keep working"
+    );
 
     // A truncated file is caught too.
     std::fs::write(&victim, &bytes[..100]).unwrap();
     assert!(matches!(
         engine.table_data(&residents).await,
-        Err(Error::Unavailable { problem: DataProblem::Corrupt { index: 2, .. }, .. })
+        Err(Error::Unavailable {
+            problem: DataProblem::Corrupt { index: 2, .. },
+            ..
+        })
     ));
 }
 
@@ -102,19 +122,33 @@ async fn a_corrupt_file_fails_only_its_table() {
 async fn missing_data_and_mismatched_columns_are_named() {
     let (dir, engine) = setup();
     std::fs::remove_dir_all(dir.path().join("gov/e_licences")).unwrap();
-    let licences = manifest("gov.e_licences", "gov/e_licences", &[("holder_id", DataType::String)]);
+    let licences = manifest(
+        "gov.e_licences",
+        "gov/e_licences",
+        &[("holder_id", DataType::String)],
+    );
     assert!(matches!(
         engine.table_data(&licences).await,
-        Err(Error::Unavailable { problem: DataProblem::NoFiles, .. })
+        Err(Error::Unavailable {
+            problem: DataProblem::NoFiles,
+            ..
+        })
     ));
     let wrong = manifest(
         "legal.entities",
         "legal/entities",
-        &[("credit_code", DataType::String), ("registered_capital", DataType::Int64), ("nope", DataType::String)],
+        &[
+            ("credit_code", DataType::String),
+            ("registered_capital", DataType::Int64),
+            ("nope", DataType::String),
+        ],
     );
     let err = engine.table_data(&wrong).await.unwrap_err().to_string();
     assert!(err.contains("registered_capital"), "{err}");
     let mut none = licences.clone();
     none.dataset = None;
-    assert!(matches!(engine.table_data(&none).await, Err(Error::NoDataset { .. })));
+    assert!(matches!(
+        engine.table_data(&none).await,
+        Err(Error::NoDataset { .. })
+    ));
 }

@@ -55,7 +55,10 @@ impl CatalogApi {
         table_to(e, &self.data_view(&e.manifest).await)
     }
 
-    async fn register(&self, req: Request<pb::RegisterTableRequest>) -> Result<pb::RegisterTableResponse> {
+    async fn register(
+        &self,
+        req: Request<pb::RegisterTableRequest>,
+    ) -> Result<pb::RegisterTableResponse> {
         let p = self.hub.principal(&req)?;
         let m = manifest_from(req.into_inner().spec)?;
         authorize_write(&p, &m.provider_code)?;
@@ -67,7 +70,10 @@ impl CatalogApi {
         })
     }
 
-    async fn update(&self, req: Request<pb::UpdateTableRequest>) -> Result<pb::UpdateTableResponse> {
+    async fn update(
+        &self,
+        req: Request<pb::UpdateTableRequest>,
+    ) -> Result<pb::UpdateTableResponse> {
         let p = self.hub.principal(&req)?;
         let m = manifest_from(req.into_inner().spec)?;
         checked_name(&m.name)?;
@@ -84,7 +90,10 @@ impl CatalogApi {
         })
     }
 
-    async fn deprecate(&self, req: Request<pb::DeprecateTableRequest>) -> Result<pb::DeprecateTableResponse> {
+    async fn deprecate(
+        &self,
+        req: Request<pb::DeprecateTableRequest>,
+    ) -> Result<pb::DeprecateTableResponse> {
         let p = self.hub.principal(&req)?;
         let r = req.into_inner();
         checked_name(&r.name)?;
@@ -137,7 +146,11 @@ impl CatalogApi {
             text: (!r.text.trim().is_empty()).then(|| r.text.trim().to_owned()),
             include_deprecated: r.include_deprecated,
         };
-        let size = if r.page_size == 0 { DEFAULT_PAGE } else { r.page_size };
+        let size = if r.page_size == 0 {
+            DEFAULT_PAGE
+        } else {
+            r.page_size
+        };
         let token = (!r.page_token.is_empty()).then_some(r.page_token);
         let catalog = self.hub.catalog.clone();
         let page = self
@@ -155,7 +168,10 @@ impl CatalogApi {
         })
     }
 
-    async fn table_data(&self, req: Request<pb::GetTableDataRequest>) -> Result<pb::GetTableDataResponse> {
+    async fn table_data(
+        &self,
+        req: Request<pb::GetTableDataRequest>,
+    ) -> Result<pb::GetTableDataResponse> {
         self.hub.principal(&req)?;
         let name = req.into_inner().name;
         checked_name(&name)?;

@@ -27,7 +27,8 @@ pub fn share_type_to(s: ShareType) -> i32 {
 }
 
 fn word<T: std::str::FromStr<Err = citybrain_types::Error>>(s: &str, field: &str) -> Result<T> {
-    s.parse::<T>().map_err(|e| Error::invalid(field, e.to_string()))
+    s.parse::<T>()
+        .map_err(|e| Error::invalid(field, e.to_string()))
 }
 
 fn opt(s: String) -> Option<String> {

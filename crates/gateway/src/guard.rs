@@ -174,7 +174,8 @@ mod tests {
         });
         let mut guard = GuardLayer::new(4, Duration::from_secs(5), counters.clone()).layer(svc);
         let mut bad = request();
-        bad.headers_mut().insert("boom", http::HeaderValue::from_static("1"));
+        bad.headers_mut()
+            .insert("boom", http::HeaderValue::from_static("1"));
         let res = guard.call(bad).await.unwrap();
         assert_eq!(status_of(&res), Code::Internal);
         let res = guard.call(request()).await.unwrap();
@@ -222,6 +223,9 @@ mod tests {
         let mut guard = GuardLayer::new(1, Duration::from_millis(20), counters.clone()).layer(svc);
         let res = guard.call(request()).await.unwrap();
         assert_eq!(status_of(&res), Code::DeadlineExceeded);
-        assert_eq!(status_of(&guard.call(request()).await.unwrap()), Code::DeadlineExceeded);
+        assert_eq!(
+            status_of(&guard.call(request()).await.unwrap()),
+            Code::DeadlineExceeded
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! `citybrain.v1.IdentityService`: tells callers who the hub thinks they are.
 
-use crate::status::respond;
 use crate::server::Hub;
+use crate::status::respond;
 use citybrain_proto::v1 as pb;
 use citybrain_proto::v1::identity_service_server::IdentityService;
 use citybrain_types::rfc3339;

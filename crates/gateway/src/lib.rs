@@ -21,10 +21,10 @@ pub use guard::Counters;
 pub use server::{Hub, Limits, RunningServer, serve};
 pub use status::to_status;
 
-/// Wire form of a manifest, for clients that register tables from manifest files.
-pub use convert::spec_to as spec_to_wire;
 /// Wire value of a share type.
 pub use convert::share_type_to as share_type_to_wire;
+/// Wire form of a manifest, for clients that register tables from manifest files.
+pub use convert::spec_to as spec_to_wire;
 
 /// Errors of the gateway: the domain crates' errors plus the gateway's own refusals.
 #[derive(Debug, thiserror::Error)]

@@ -109,15 +109,24 @@ mod tests {
 
     #[test]
     fn codes() {
-        assert_eq!(to_status(&Error::Auth(AuthError::Expired)).code(), Code::Unauthenticated);
-        assert_eq!(to_status(&Error::Denied("no".into())).code(), Code::PermissionDenied);
+        assert_eq!(
+            to_status(&Error::Auth(AuthError::Expired)).code(),
+            Code::Unauthenticated
+        );
+        assert_eq!(
+            to_status(&Error::Denied("no".into())).code(),
+            Code::PermissionDenied
+        );
         let e = Error::Engine(EngineError::Unavailable {
             table: "a.b".into(),
             problem: DataProblem::Corrupt { index: 1, files: 2 },
         });
         assert_eq!(to_status(&e).code(), Code::DataLoss);
         assert_eq!(
-            to_status(&Error::Catalog(CatalogError::TableNotFound { name: "a.b".into() })).code(),
+            to_status(&Error::Catalog(CatalogError::TableNotFound {
+                name: "a.b".into()
+            }))
+            .code(),
             Code::NotFound
         );
     }

@@ -4,7 +4,9 @@ use crate::{Error, Result};
 
 /// The 31 characters of the code, in value order (no I, O, S, V, Z).
 pub const CREDIT_CHARSET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
-const WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+const WEIGHTS: [u32; 17] = [
+    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+];
 const WHAT: &str = "unified social credit code";
 
 /// Value of one code character, `None` when it is not in the set.

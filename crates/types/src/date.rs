@@ -103,7 +103,10 @@ mod tests {
     #[test]
     fn epoch_and_leap_days() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(Date::from_ymd(2000, 2, 29).unwrap().to_string(), "2000-02-29");
+        assert_eq!(
+            Date::from_ymd(2000, 2, 29).unwrap().to_string(),
+            "2000-02-29"
+        );
         assert!(Date::from_ymd(1900, 2, 29).is_none());
         assert_eq!(Date::parse_iso("2024-03-01"), Date::from_ymd(2024, 3, 1));
         assert_eq!(Date::parse_iso("2024-3-01"), None);

@@ -98,7 +98,12 @@ impl CitizenId {
 impl std::fmt::Debug for CitizenId {
     // Never print a full ID number in logs or debug output: keep the region and the check char.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CitizenId({}…{})", &self.as_str()[..6], &self.as_str()[17..])
+        write!(
+            f,
+            "CitizenId({}…{})",
+            &self.as_str()[..6],
+            &self.as_str()[17..]
+        )
     }
 }
 

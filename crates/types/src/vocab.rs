@@ -166,8 +166,14 @@ mod tests {
             assert_eq!(s.as_str().parse::<ShareType>().unwrap(), *s);
         }
         let err = "Unconditional".parse::<ShareType>().unwrap_err();
-        assert!(err.to_string().contains("unconditional conditional not_shared"));
-        assert_eq!("half_yearly".parse::<UpdateCycle>().unwrap(), UpdateCycle::HalfYearly);
+        assert!(
+            err.to_string()
+                .contains("unconditional conditional not_shared")
+        );
+        assert_eq!(
+            "half_yearly".parse::<UpdateCycle>().unwrap(),
+            UpdateCycle::HalfYearly
+        );
         assert!("root".parse::<Role>().is_err());
     }
 }
