@@ -1,6 +1,6 @@
 //! Key material: the hub's own Ed25519 signing key and the public keys of trusted issuers.
 
-use crate::token::{AUDIENCE, Claims};
+use crate::claims::{AUDIENCE, Claims, now_secs};
 use crate::{Error, Result};
 use citybrain_types::Role;
 use ed25519_dalek::SigningKey;
@@ -10,7 +10,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Issuer name of tokens the hub mints with its own key.
 pub const LOCAL_ISSUER: &str = "citybrain-hub";
@@ -203,14 +202,6 @@ impl LocalIssuer {
         jsonwebtoken::encode(&header, claims, &self.encoding)
             .map_err(|e| Error::Signing(e.to_string()))
     }
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn hex(bytes: &[u8]) -> String {

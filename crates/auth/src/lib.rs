@@ -7,11 +7,13 @@
 //! keys, the algorithm must be the key's own, and `exp`, `nbf`, `iss`, `aud` and `sub` are all
 //! required and checked.
 
+mod claims;
 mod keys;
 mod token;
 
+pub use claims::{AUDIENCE, Claims};
 pub use keys::{LocalIssuer, TrustedKey, load_trusted_keys};
-pub use token::{AUDIENCE, Authenticator, Claims, Principal};
+pub use token::{Authenticator, Principal};
 
 /// Why sign-in failed or a key could not be loaded. The token variants map to UNAUTHENTICATED.
 #[derive(Debug, thiserror::Error)]

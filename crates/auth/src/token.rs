@@ -1,38 +1,15 @@
 //! Token verification into a [`Principal`].
 
-use crate::keys::{TrustedKey, now_secs};
+use crate::claims::{AUDIENCE, Claims, now_secs};
+use crate::keys::TrustedKey;
 use crate::{Error, Result};
 use citybrain_types::{Role, validate_dept_code};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Validation, decode, decode_header};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// The audience every token for this hub must name.
-pub const AUDIENCE: &str = "citybrain";
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECS: u64 = 30;
-
-/// The claims of a hub token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Claims {
-    /// Issuer.
-    pub iss: String,
-    /// Subject: the person or system calling.
-    pub sub: String,
-    /// Audience: [`AUDIENCE`].
-    pub aud: String,
-    /// Expiry, seconds since the epoch.
-    pub exp: u64,
-    /// Not before, seconds since the epoch.
-    pub nbf: u64,
-    /// Issued at, seconds since the epoch.
-    pub iat: u64,
-    /// Department code of the caller.
-    pub dept: String,
-    /// Role of the caller.
-    pub role: String,
-}
 
 /// A verified caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

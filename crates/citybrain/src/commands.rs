@@ -15,6 +15,11 @@ use tonic::transport::{Channel, Endpoint};
 
 /// `citybrain serve`: runs until SIGINT or SIGTERM, then shuts down in order.
 pub async fn serve(args: ServeArgs) -> Result<()> {
+    if args.demo && args.data_root.is_some() {
+        return Err(Error::Usage(
+            "--demo writes its data under --data-dir; do not combine it with --data-root".into(),
+        ));
+    }
     if args.demo
         && let Some(report) = hub::prepare_demo(
             &args.data.data_dir,
@@ -279,7 +284,10 @@ pub async fn catalog(cmd: CatalogCommand) -> Result<()> {
             println!("records              {}", s.records);
             println!("share rate           {:.1}%", s.share_rate * 100.0);
             println!("consumer departments {}", s.consumer_departments);
-            println!("calls                {}", s.calls);
+            println!(
+                "calls                {} ({} shed at the concurrency limit)",
+                s.calls, s.calls_shed
+            );
             println!(
                 "tables with data     {} ({} unavailable)",
                 s.tables_with_data, s.tables_unavailable

@@ -1,11 +1,10 @@
 //! Legal entities, in credit-code order, with their business licences.
 
 use crate::geo::AddressSpace;
-use crate::people::{IdBytes, days};
 use crate::rng::{Rng, apportion};
 use crate::words::{BRANDS, COOP_PRODUCTS, INDUSTRIES, SHOPS};
 use crate::writer::{TableWriter, V};
-use crate::{Config, Error, Result, schema};
+use crate::{Config, Error, IdBytes, Result, days, schema};
 use citybrain_types::{CREDIT_CHARSET, CitizenId, CreditCode, Date};
 use indicatif::ProgressBar;
 

@@ -126,7 +126,11 @@ impl AddressSpace {
         let community = format!(
             "{}{}",
             COMMUNITY_ROOTS[((t as u64 * 7 + slot * 5) % COMMUNITY_ROOTS.len() as u64) as usize],
-            if slot.is_multiple_of(3) { "村" } else { "社区" }
+            if slot.is_multiple_of(3) {
+                "村"
+            } else {
+                "社区"
+            }
         );
         let road = r.pick(ROADS);
         let number = r.range(1, 388);

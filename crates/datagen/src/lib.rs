@@ -112,6 +112,16 @@ impl Error {
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An ID number kept compactly (the pool of possible legal representatives).
+pub(crate) type IdBytes = [u8; 18];
+
+/// Days since the epoch of a constant date.
+pub(crate) fn days(y: i32, m: u32, d: u32) -> i32 {
+    citybrain_types::Date::from_ymd(y, m, d)
+        .expect("constant dates are valid")
+        .days()
+}
+
 /// Legal entities per resident (about 470,000 entities for 3.67 million residents).
 pub const ENTITIES_PER_PERSON: f64 = 1.0 / 8.0;
 /// Residents per standard address (household size in the district).

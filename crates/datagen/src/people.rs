@@ -9,7 +9,7 @@ use crate::geo::AddressSpace;
 use crate::rng::{Rng, mix};
 use crate::words::{ETHNICITIES, GIVEN_FEMALE, GIVEN_MALE, PHONE_PREFIXES, SURNAMES};
 use crate::writer::{TableWriter, V};
-use crate::{Config, Error, Result, schema};
+use crate::{Config, Error, IdBytes, Result, days, schema};
 use citybrain_types::{CitizenId, Date};
 use indicatif::ProgressBar;
 
@@ -56,9 +56,6 @@ const LAST_BIRTH: (i32, u32, u32) = (2024, 12, 31);
 const REFERENCE_YEAR: i32 = 2025;
 /// Order codes 001..=999 exist per address code and birth date.
 const ORDERS_PER_CELL: u64 = 999;
-
-/// An ID number of a possible legal representative, kept compactly.
-pub(crate) type IdBytes = [u8; 18];
 
 pub(crate) struct PeopleOut {
     pub(crate) residents: (u64, usize),
@@ -395,10 +392,4 @@ impl Writers {
         }
         Ok(())
     }
-}
-
-pub(crate) fn days(y: i32, m: u32, d: u32) -> i32 {
-    Date::from_ymd(y, m, d)
-        .expect("constant dates are valid")
-        .days()
 }

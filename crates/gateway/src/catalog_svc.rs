@@ -1,7 +1,7 @@
 //! `citybrain.v1.CatalogService`: browse and maintain the catalog.
 
 use crate::convert::{DataView, manifest_from, share_type_from, table_to};
-use crate::server::Hub;
+use crate::hub::Hub;
 use crate::status::respond;
 use crate::{Error, Result};
 use citybrain_auth::Principal;
@@ -199,6 +199,7 @@ impl CatalogApi {
             tables: counts.tables,
             data_items: counts.data_items,
             calls: self.hub.counters.calls.load(Ordering::Relaxed),
+            calls_shed: self.hub.counters.shed.load(Ordering::Relaxed),
             ..Default::default()
         };
         let mut shareable = 0u64;

@@ -1,6 +1,6 @@
 //! `citybrain.v1.IdentityService`: tells callers who the hub thinks they are.
 
-use crate::server::Hub;
+use crate::hub::Hub;
 use crate::status::respond;
 use citybrain_proto::v1 as pb;
 use citybrain_proto::v1::identity_service_server::IdentityService;

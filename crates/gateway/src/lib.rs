@@ -13,12 +13,14 @@
 mod catalog_svc;
 mod convert;
 mod guard;
+mod hub;
 mod identity_svc;
 mod server;
 mod status;
 
 pub use guard::Counters;
-pub use server::{Hub, Limits, RunningServer, serve};
+pub use hub::Hub;
+pub use server::{Limits, RunningServer, serve};
 pub use status::to_status;
 
 /// Wire value of a share type.

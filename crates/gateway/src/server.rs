@@ -1,12 +1,10 @@
 //! Assembling and running the gRPC server.
 
 use crate::catalog_svc::CatalogApi;
-use crate::guard::{Counters, GuardLayer};
+use crate::guard::GuardLayer;
+use crate::hub::Hub;
 use crate::identity_svc::IdentityApi;
 use crate::{Error, Result};
-use citybrain_auth::{Authenticator, Principal};
-use citybrain_catalog::Catalog;
-use citybrain_engine::Engine;
 use citybrain_proto::FILE_DESCRIPTOR_SET;
 use citybrain_proto::v1::catalog_service_server::CatalogServiceServer;
 use citybrain_proto::v1::identity_service_server::IdentityServiceServer;
@@ -17,7 +15,6 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::Request;
 use tonic::transport::Server;
 
 /// Serving limits. Every one has a default fit for one machine.
@@ -50,53 +47,6 @@ impl Default for Limits {
             max_header_list_bytes: 16 * 1024,
             keepalive_interval: Duration::from_secs(30),
         }
-    }
-}
-
-/// The hub's state shared by every service.
-pub struct Hub {
-    pub(crate) catalog: Arc<Catalog>,
-    pub(crate) engine: Arc<Engine>,
-    pub(crate) auth: Authenticator,
-    pub(crate) counters: Arc<Counters>,
-}
-
-impl Hub {
-    /// A hub over its parts.
-    pub fn new(catalog: Arc<Catalog>, engine: Arc<Engine>, auth: Authenticator) -> Self {
-        Self {
-            catalog,
-            engine,
-            auth,
-            counters: Arc::new(Counters::default()),
-        }
-    }
-
-    /// The serving counters (calls, shed, panics, deadlines).
-    pub fn counters(&self) -> &Arc<Counters> {
-        &self.counters
-    }
-
-    /// The verified caller of a request.
-    pub(crate) fn principal<T>(&self, req: &Request<T>) -> Result<Principal> {
-        let header = req
-            .metadata()
-            .get("authorization")
-            .map(|v| v.to_str().unwrap_or("\u{0}"));
-        Ok(self.auth.verify_header(header)?)
-    }
-
-    /// Runs blocking work (SQLite) off the async workers.
-    pub(crate) async fn blocking<T, E, F>(&self, f: F) -> Result<T>
-    where
-        F: FnOnce() -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: Into<Error> + Send + 'static,
-    {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
-            .map_err(Into::into)
     }
 }
 

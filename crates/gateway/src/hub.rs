@@ -1,0 +1,56 @@
+//! The hub's state shared by every service: catalog, engine, sign-in and counters.
+
+use crate::guard::Counters;
+use crate::{Error, Result};
+use citybrain_auth::{Authenticator, Principal};
+use citybrain_catalog::Catalog;
+use citybrain_engine::Engine;
+use std::sync::Arc;
+use tonic::Request;
+
+/// The hub's state shared by every service.
+pub struct Hub {
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) auth: Authenticator,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Hub {
+    /// A hub over its parts.
+    pub fn new(catalog: Arc<Catalog>, engine: Arc<Engine>, auth: Authenticator) -> Self {
+        Self {
+            catalog,
+            engine,
+            auth,
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// The serving counters (calls, shed, panics, deadlines).
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// The verified caller of a request.
+    pub(crate) fn principal<T>(&self, req: &Request<T>) -> Result<Principal> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap_or("\u{0}"));
+        Ok(self.auth.verify_header(header)?)
+    }
+
+    /// Runs blocking work (SQLite) off the async workers.
+    pub(crate) async fn blocking<T, E, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<Error> + Send + 'static,
+    {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
+            .map_err(Into::into)
+    }
+}
