@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 /// Issuer name of tokens the hub mints with its own key.
 pub const LOCAL_ISSUER: &str = "citybrain-hub";
-const PRIVATE_FILE: &str = "hub-signing-key.pem";
-const PUBLIC_FILE: &str = "hub-signing-key.pub.pem";
+/// File stem of the token signing key (`.pem` private, `.pub.pem` public).
+const KEY_NAME: &str = "hub-signing-key";
 
 /// A public key the hub accepts tokens from.
 #[derive(Clone)]
@@ -124,43 +124,23 @@ pub struct LocalIssuer {
 impl LocalIssuer {
     /// Loads the key pair from `dir`, creating it (mode 0600) on first use.
     pub fn load_or_create(dir: &Path) -> Result<Self> {
-        let private = dir.join(PRIVATE_FILE);
-        let key_err = |path: &Path, reason: String| Error::KeyFile {
+        let signing = crate::keyfile::ed25519_key(dir, KEY_NAME)?;
+        let path = dir.join(format!("{KEY_NAME}.pem"));
+        let key_err = |reason: String| Error::KeyFile {
             path: path.display().to_string(),
             reason,
-        };
-        let signing = if private.exists() {
-            let pem =
-                std::fs::read_to_string(&private).map_err(|e| key_err(&private, e.to_string()))?;
-            SigningKey::from_pkcs8_pem(&pem).map_err(|e| key_err(&private, e.to_string()))?
-        } else {
-            std::fs::create_dir_all(dir).map_err(|e| key_err(dir, e.to_string()))?;
-            let mut seed = [0u8; 32];
-            getrandom::fill(&mut seed).map_err(|e| key_err(&private, e.to_string()))?;
-            let key = SigningKey::from_bytes(&seed);
-            let pem = key
-                .to_pkcs8_pem(LineEnding::LF)
-                .map_err(|e| key_err(&private, e.to_string()))?;
-            write_private(&private, pem.as_bytes())
-                .map_err(|e| key_err(&private, e.to_string()))?;
-            key
         };
         let public_pem = signing
             .verifying_key()
             .to_public_key_pem(LineEnding::LF)
-            .map_err(|e| key_err(&private, e.to_string()))?;
-        let public = dir.join(PUBLIC_FILE);
-        if !public.exists() {
-            std::fs::write(&public, public_pem.as_bytes())
-                .map_err(|e| key_err(&public, e.to_string()))?;
-        }
+            .map_err(|e| key_err(e.to_string()))?;
         let digest = Sha256::digest(signing.verifying_key().as_bytes());
-        let kid = format!("hub-{}", hex(&digest[..8]));
+        let kid = format!("hub-{}", crate::keyfile::hex(&digest[..8]));
         let pkcs8 = signing
             .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| key_err(&private, e.to_string()))?;
-        let encoding = EncodingKey::from_ed_pem(pkcs8.as_bytes())
-            .map_err(|e| key_err(&private, e.to_string()))?;
+            .map_err(|e| key_err(e.to_string()))?;
+        let encoding =
+            EncodingKey::from_ed_pem(pkcs8.as_bytes()).map_err(|e| key_err(e.to_string()))?;
         let trusted =
             TrustedKey::from_pem(&kid, LOCAL_ISSUER, Algorithm::EdDSA, public_pem.as_bytes())?;
         Ok(Self {
@@ -202,19 +182,4 @@ impl LocalIssuer {
         jsonwebtoken::encode(&header, claims, &self.encoding)
             .map_err(|e| Error::Signing(e.to_string()))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }

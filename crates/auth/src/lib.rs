@@ -8,10 +8,12 @@
 //! required and checked.
 
 mod claims;
+mod keyfile;
 mod keys;
 mod token;
 
 pub use claims::{AUDIENCE, Claims};
+pub use keyfile::{ed25519_key, secret};
 pub use keys::{LocalIssuer, TrustedKey, load_trusted_keys};
 pub use token::{Authenticator, Principal};
 

@@ -1,0 +1,190 @@
+//! Walking segment files: every line's own hash, the links between lines, sequence numbers and
+//! checkpoint signatures. Shared by recovery at start and by `audit verify`.
+
+use crate::record::{Body, GENESIS, LineError, Stored, checkpoint_message, decode};
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use std::path::{Path, PathBuf};
+
+/// A segment file `segment-NNNNNN.log`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Its number, from 1.
+    pub number: u64,
+    /// Its path.
+    pub path: PathBuf,
+}
+
+/// File name of segment `n`.
+pub fn segment_name(n: u64) -> String {
+    format!("segment-{n:06}.log")
+}
+
+/// The segments in `dir`, in order.
+pub fn list_segments(dir: &Path) -> std::io::Result<Vec<Segment>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let path = e?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(n) = name
+            .strip_prefix("segment-")
+            .and_then(|r| r.strip_suffix(".log"))
+            .and_then(|n| n.parse().ok())
+        {
+            out.push(Segment { number: n, path });
+        }
+    }
+    out.sort_by_key(|s| s.number);
+    Ok(out)
+}
+
+/// Where the chain stands after the last verified line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Sequence number of the last line (0 before the first).
+    pub seq: u64,
+    /// Hash of the last line.
+    pub hash: String,
+    /// Sequence number of the last signed checkpoint (0 if none).
+    pub checkpoint_seq: u64,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Self {
+            seq: 0,
+            hash: GENESIS.to_owned(),
+            checkpoint_seq: 0,
+        }
+    }
+}
+
+/// What is wrong at a place in the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// The segment ends in the middle of a line.
+    #[error("the segment ends inside a line (torn write)")]
+    Torn,
+    /// A line is not a record of the right shape.
+    #[error("line is not a well-formed record")]
+    Shape,
+    /// A line's hash does not match its content.
+    #[error("record content does not match its hash (edited)")]
+    Hash,
+    /// A line's payload does not decode.
+    #[error("record payload does not decode")]
+    Json,
+    /// A record does not follow its predecessor's sequence number.
+    #[error("sequence {got} where {expected} was expected (deleted, duplicated or reordered)")]
+    Sequence {
+        /// Expected.
+        expected: u64,
+        /// Found.
+        got: u64,
+    },
+    /// A record does not point at its predecessor's hash.
+    #[error("record does not link to its predecessor (deleted, inserted or reordered)")]
+    Link,
+    /// A checkpoint's signature does not verify.
+    #[error("checkpoint signature does not verify (rewritten chain or wrong key)")]
+    Signature,
+    /// A sealed segment does not end with its sealing checkpoint.
+    #[error("segment does not end with its sealing checkpoint (truncated)")]
+    Unsealed,
+}
+
+/// A problem and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// Byte offset of the bad line in its segment.
+    pub offset: usize,
+    /// Sequence number the bad line should have had.
+    pub seq: u64,
+    /// What is wrong.
+    pub problem: Problem,
+}
+
+/// How a segment scan ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanEnd {
+    /// Bytes of whole, verified lines.
+    pub good_len: usize,
+    /// Whether the last line is a sealing checkpoint.
+    pub sealed: bool,
+}
+
+/// Verifies one segment's bytes, continuing from `head`, and calls `each` for every verified
+/// line. Stops at the first fault.
+pub fn scan(
+    bytes: &[u8],
+    head: &mut Head,
+    key: &VerifyingKey,
+    mut each: impl FnMut(&Stored),
+) -> Result<ScanEnd, Fault> {
+    let mut pos = 0;
+    let mut sealed = false;
+    while pos < bytes.len() {
+        let fault = |problem| Fault {
+            offset: pos,
+            seq: head.seq + 1,
+            problem,
+        };
+        let Some(nl) = bytes[pos..].iter().position(|b| *b == b'\n') else {
+            return Err(fault(Problem::Torn));
+        };
+        let stored = decode(&bytes[pos..pos + nl]).map_err(|e| {
+            fault(match e {
+                LineError::Shape => Problem::Shape,
+                LineError::Hash => Problem::Hash,
+                LineError::Json => Problem::Json,
+            })
+        })?;
+        let p = &stored.payload;
+        if p.seq != head.seq + 1 {
+            return Err(fault(Problem::Sequence {
+                expected: head.seq + 1,
+                got: p.seq,
+            }));
+        }
+        if p.prev != head.hash {
+            return Err(fault(Problem::Link));
+        }
+        sealed = false;
+        if let Body::Checkpoint(c) = &p.body {
+            let sig = decode_sig(&c.sig).ok_or_else(|| fault(Problem::Signature))?;
+            key.verify(&checkpoint_message(p.seq, &p.prev), &sig)
+                .map_err(|_| fault(Problem::Signature))?;
+            head.checkpoint_seq = p.seq;
+            sealed = c.seals;
+        }
+        each(&stored);
+        head.seq = p.seq;
+        head.hash = stored.hash.clone();
+        pos += nl + 1;
+    }
+    Ok(ScanEnd {
+        good_len: pos,
+        sealed,
+    })
+}
+
+fn decode_sig(hex: &str) -> Option<Signature> {
+    if hex.len() != 128 {
+        return None;
+    }
+    let mut b = [0u8; 64];
+    for (i, out) in b.iter_mut().enumerate() {
+        *out = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(Signature::from_bytes(&b))
+}
+
+/// True when some line after `from` is a whole record with a valid hash: damage followed by
+/// good records is not a torn tail, and must not be cut away.
+pub fn valid_line_after(bytes: &[u8], from: usize) -> bool {
+    bytes[from..]
+        .split(|b| *b == b'\n')
+        .skip(1)
+        .any(|line| decode(line).is_ok())
+}

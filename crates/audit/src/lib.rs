@@ -1,0 +1,426 @@
+//! The hub's audit log: one record per call, durable before the answer leaves, tamper-evident.
+//!
+//! Records are newline-delimited JSON in append-only segment files under the audit directory.
+//! Each line carries its sequence number, the SHA-256 of the previous line and its own hash, so
+//! editing, deleting, inserting or reordering a line breaks the chain. Signed checkpoints
+//! (Ed25519 over the chain head) are written every second while calls arrive and whenever a
+//! segment is sealed, so a rewritten chain cannot be passed off either. Records become durable
+//! by group commit: calls that arrive while one `fdatasync` runs share the next. Any write or sync
+//! error fails the log closed: every later append is refused and the hub answers UNAVAILABLE.
+//!
+//! Keys (ID numbers, credit codes) are never stored raw: [`KeyHasher`] turns them into keyed
+//! hashes (HMAC-SHA256 with a hub secret), so "who looked up this person" can be answered by
+//! hashing the number the same way.
+
+mod chain;
+mod meter;
+mod record;
+mod search;
+mod verify;
+mod writer;
+
+pub use chain::{Fault, Head, Problem, Segment, list_segments, segment_name};
+pub use meter::{MeterKey, Usage, day_of};
+pub use record::{Body, Checkpoint, Entry, Outcome, Payload, Stored, decode, encode};
+pub use search::Filter;
+pub use verify::{VerifyFailure, VerifyReport, verify_dir};
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, oneshot};
+
+/// Errors of the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The log failed (or was closed) and accepts no more records.
+    #[error("the audit log is unavailable")]
+    Unavailable,
+    /// At start the log holds damage that is not a torn tail: refuse to serve until an operator
+    /// has looked (`citybrain audit verify`).
+    #[error("audit segment {segment} is damaged at byte {offset} (record {seq}): {problem}")]
+    Damaged {
+        /// Segment number.
+        segment: u64,
+        /// Byte offset of the bad line.
+        offset: usize,
+        /// Sequence number the bad line should have had.
+        seq: u64,
+        /// What is wrong.
+        problem: Problem,
+    },
+    /// File system error while opening or reading the log.
+    #[error("audit log {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Switches to inject write or sync failures (tests of the fail-closed path).
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Make the next writes fail.
+    pub fail_write: AtomicBool,
+    /// Make the next syncs fail.
+    pub fail_sync: AtomicBool,
+}
+
+/// How to open the log.
+pub struct AuditConfig {
+    /// Directory of the segment files.
+    pub dir: PathBuf,
+    /// Key that signs checkpoints.
+    pub signing_key: SigningKey,
+    /// Secret of the keyed hashes of looked-up keys.
+    pub hmac_secret: [u8; 32],
+    /// Segment size after which a segment is sealed and a new one started.
+    pub segment_bytes: u64,
+    /// Longest time between checkpoints while records arrive.
+    pub checkpoint_interval: Duration,
+    /// Failure injection.
+    pub faults: Arc<Faults>,
+}
+
+impl AuditConfig {
+    /// Defaults: 64 MiB segments, a checkpoint every second.
+    pub fn new(dir: impl Into<PathBuf>, signing_key: SigningKey, hmac_secret: [u8; 32]) -> Self {
+        Self {
+            dir: dir.into(),
+            signing_key,
+            hmac_secret,
+            segment_bytes: 64 * 1024 * 1024,
+            checkpoint_interval: Duration::from_secs(1),
+            faults: Arc::new(Faults::default()),
+        }
+    }
+}
+
+/// What recovery at start found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Records in the log.
+    pub records: u64,
+    /// Bytes of a torn tail cut away (moved to `segment-N.torn`).
+    pub torn_bytes: u64,
+}
+
+/// Keyed hashes of looked-up keys.
+#[derive(Clone)]
+pub struct KeyHasher {
+    secret: [u8; 32],
+}
+
+impl KeyHasher {
+    /// A hasher with the hub's secret.
+    pub fn new(secret: [u8; 32]) -> Self {
+        Self { secret }
+    }
+
+    /// HMAC-SHA256 of the key, first 128 bits as hex.
+    pub fn hash(&self, key: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
+            .expect("HMAC takes keys of any length");
+        mac.update(key.as_bytes());
+        record::hex(&mac.finalize().into_bytes()[..16])
+    }
+}
+
+/// Id of a checkpoint signing key: `audit-` and 16 hex digits of its public key's SHA-256.
+pub fn key_id(key: &VerifyingKey) -> String {
+    format!(
+        "audit-{}",
+        &record::hex(&Sha256::digest(key.as_bytes()))[..16]
+    )
+}
+
+struct Shared {
+    tx: mpsc::Sender<writer::Req>,
+    failed: Arc<AtomicBool>,
+    hasher: KeyHasher,
+    tail: broadcast::Sender<Arc<Stored>>,
+    meter: Arc<Mutex<meter::Meter>>,
+    dir: PathBuf,
+    key: VerifyingKey,
+    recovery: Recovery,
+}
+
+/// A handle on the open log (cheap to clone).
+#[derive(Clone)]
+pub struct AuditLog {
+    shared: Arc<Shared>,
+}
+
+impl AuditLog {
+    /// Opens the log: verifies every segment, cuts a torn tail (keeping the cut bytes beside the
+    /// segment), rebuilds the meters, and starts the writer thread.
+    pub fn open(cfg: AuditConfig) -> Result<Self> {
+        std::fs::create_dir_all(&cfg.dir).map_err(|e| Error::io(&cfg.dir, e))?;
+        let key = cfg.signing_key.verifying_key();
+        let mut meter = meter::Meter::default();
+        let (head, last, recovery) = recover(&cfg.dir, &key, &mut meter)?;
+        let (segment, last_sealed) = match last {
+            Some((n, sealed)) => (n, sealed),
+            None => (0, true),
+        };
+        let (segment, file, len) = if last_sealed {
+            let n = segment + 1;
+            let path = cfg.dir.join(segment_name(n));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            std::fs::File::open(&cfg.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io(&cfg.dir, e))?;
+            (n, file, 0)
+        } else {
+            let path = cfg.dir.join(segment_name(segment));
+            let file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+            (segment, file, len)
+        };
+        let failed = Arc::new(AtomicBool::new(false));
+        let meter = Arc::new(Mutex::new(meter));
+        let (tail, _) = broadcast::channel(4096);
+        let (tx, rx) = mpsc::channel();
+        let w = writer::Writer {
+            dir: cfg.dir.clone(),
+            file,
+            segment,
+            len,
+            head,
+            last_sealed: false,
+            key_id: key_id(&key),
+            key: cfg.signing_key,
+            segment_bytes: cfg.segment_bytes,
+            checkpoint_interval: cfg.checkpoint_interval,
+            last_checkpoint: Instant::now(),
+            failed: failed.clone(),
+            faults: cfg.faults,
+            meter: meter.clone(),
+            tail: tail.clone(),
+        };
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| Error::io(&cfg.dir, e))?;
+        tracing::info!(
+            records = recovery.records,
+            torn_bytes = recovery.torn_bytes,
+            "audit log open"
+        );
+        Ok(Self {
+            shared: Arc::new(Shared {
+                tx,
+                failed,
+                hasher: KeyHasher::new(cfg.hmac_secret),
+                tail,
+                meter,
+                dir: cfg.dir,
+                key,
+                recovery,
+            }),
+        })
+    }
+
+    /// Appends a record and waits until it is durable; returns its sequence number.
+    pub async fn append(&self, entry: Entry) -> Result<u64> {
+        if self.is_failed() {
+            return Err(Error::Unavailable);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.shared
+            .tx
+            .send(writer::Req::Append {
+                entry,
+                reply: Some(reply),
+            })
+            .map_err(|_| Error::Unavailable)?;
+        rx.await.map_err(|_| Error::Unavailable)?
+    }
+
+    /// Appends a record without waiting (for calls whose answer will never be sent: the client
+    /// cancelled). Returns false when the log is failed.
+    pub fn submit(&self, entry: Entry) -> bool {
+        !self.is_failed()
+            && self
+                .shared
+                .tx
+                .send(writer::Req::Append { entry, reply: None })
+                .is_ok()
+    }
+
+    /// Whether the log has failed closed.
+    pub fn is_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::SeqCst)
+    }
+
+    /// Seals the current segment and stops the writer. Later appends fail.
+    pub async fn close(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.shared
+            .tx
+            .send(writer::Req::Close { reply })
+            .map_err(|_| Error::Unavailable)?;
+        rx.await.map_err(|_| Error::Unavailable)?
+    }
+
+    /// The keyed hash of an identifier.
+    pub fn hash_key(&self, key: &str) -> String {
+        self.shared.hasher.hash(key)
+    }
+
+    /// New records as they become durable.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Stored>> {
+        self.shared.tail.subscribe()
+    }
+
+    /// Calls, rows and bytes of every record ever written.
+    pub fn totals(&self) -> Usage {
+        self.meter().total()
+    }
+
+    /// Metering rows (empty strings match anything).
+    pub fn metering(
+        &self,
+        dept: &str,
+        table: &str,
+        from_day: &str,
+        to_day: &str,
+    ) -> Vec<(MeterKey, Usage)> {
+        self.meter().rows(dept, table, from_day, to_day)
+    }
+
+    /// Departments that have called on at least one table.
+    pub fn consumer_departments(&self) -> usize {
+        self.meter().departments_using_tables()
+    }
+
+    fn meter(&self) -> std::sync::MutexGuard<'_, meter::Meter> {
+        self.shared.meter.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Newest-first search; `before` continues a previous page (a sequence number).
+    pub fn search(
+        &self,
+        filter: &Filter,
+        page_size: usize,
+        before: Option<u64>,
+    ) -> Result<(Vec<Stored>, Option<u64>)> {
+        search::search(&self.shared.dir, filter, page_size, before)
+    }
+
+    /// Verifies the whole log as `audit verify` does.
+    pub fn verify(&self) -> Result<VerifyReport, VerifyFailure> {
+        verify_dir(&self.shared.dir, &self.shared.key, None)
+    }
+
+    /// What recovery found at open.
+    pub fn recovery(&self) -> &Recovery {
+        &self.shared.recovery
+    }
+
+    /// The checkpoint verification key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.shared.key
+    }
+}
+
+/// Verifies all segments; cuts a torn tail of the last one. Returns the chain head, the last
+/// segment (number, sealed) and what was found.
+fn recover(
+    dir: &Path,
+    key: &VerifyingKey,
+    meter: &mut meter::Meter,
+) -> Result<(Head, Option<(u64, bool)>, Recovery)> {
+    let segments = list_segments(dir).map_err(|e| Error::io(dir, e))?;
+    let mut head = Head::default();
+    let mut rec = Recovery::default();
+    let mut last = None;
+    for (i, seg) in segments.iter().enumerate() {
+        let is_last = i + 1 == segments.len();
+        let bytes = std::fs::read(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
+        let damaged = |f: Fault| Error::Damaged {
+            segment: seg.number,
+            offset: f.offset,
+            seq: f.seq,
+            problem: f.problem,
+        };
+        let mut count = |s: &Stored| {
+            if let Body::Call(e) = &s.payload.body {
+                meter.add(e);
+                rec.records += 1;
+            }
+        };
+        let end = match chain::scan(&bytes, &mut head, key, &mut count) {
+            Ok(end) => end,
+            Err(f) if is_last && !chain::valid_line_after(&bytes, f.offset) => {
+                cut_tail(seg, &bytes, f.offset)?;
+                rec.torn_bytes = (bytes.len() - f.offset) as u64;
+                tracing::warn!(
+                    segment = seg.number,
+                    bytes = rec.torn_bytes,
+                    "cut a torn tail of the audit log"
+                );
+                chain::ScanEnd {
+                    good_len: f.offset,
+                    sealed: false,
+                }
+            }
+            Err(f) => return Err(damaged(f)),
+        };
+        if !is_last && !end.sealed {
+            return Err(damaged(Fault {
+                offset: end.good_len,
+                seq: head.seq + 1,
+                problem: Problem::Unsealed,
+            }));
+        }
+        last = Some((seg.number, end.sealed));
+    }
+    Ok((head, last, rec))
+}
+
+/// Moves the bytes from `offset` to `segment-N.torn` (kept as evidence) and truncates.
+fn cut_tail(seg: &Segment, bytes: &[u8], offset: usize) -> Result<()> {
+    use std::io::Write;
+    let torn = seg.path.with_extension("torn");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&torn)
+        .map_err(|e| Error::io(&torn, e))?;
+    f.write_all(&bytes[offset..])
+        .map_err(|e| Error::io(&torn, e))?;
+    f.sync_all().map_err(|e| Error::io(&torn, e))?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg.path)
+        .map_err(|e| Error::io(&seg.path, e))?;
+    file.set_len(offset as u64)
+        .map_err(|e| Error::io(&seg.path, e))?;
+    file.sync_all().map_err(|e| Error::io(&seg.path, e))
+}

@@ -1,0 +1,237 @@
+//! The writer thread: group commit, rotation, checkpoints, fail-closed on I/O errors.
+//!
+//! Hot path: every call's answer waits for the batch its record is in to be written and
+//! `fdatasync`'d. Calls that arrive while one batch syncs form the next batch, so many calls
+//! share one sync.
+
+use crate::chain::{Head, segment_name};
+use crate::meter::Meter;
+use crate::record::{Body, Checkpoint, Entry, Payload, Stored, checkpoint_message, encode, hex};
+use crate::{Error, Faults, Result};
+use ed25519_dalek::{Signer, SigningKey};
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, oneshot};
+
+/// Largest number of records in one batch.
+const MAX_BATCH: usize = 4096;
+
+pub(crate) enum Req {
+    Append {
+        entry: Entry,
+        reply: Option<oneshot::Sender<Result<u64>>>,
+    },
+    Close {
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+pub(crate) struct Writer {
+    pub(crate) dir: PathBuf,
+    pub(crate) file: File,
+    pub(crate) segment: u64,
+    pub(crate) len: u64,
+    pub(crate) head: Head,
+    pub(crate) last_sealed: bool,
+    pub(crate) key: SigningKey,
+    pub(crate) key_id: String,
+    pub(crate) segment_bytes: u64,
+    pub(crate) checkpoint_interval: Duration,
+    pub(crate) last_checkpoint: Instant,
+    pub(crate) failed: Arc<AtomicBool>,
+    pub(crate) faults: Arc<Faults>,
+    pub(crate) meter: Arc<Mutex<Meter>>,
+    pub(crate) tail: broadcast::Sender<Arc<Stored>>,
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl Writer {
+    pub(crate) fn run(mut self, rx: Receiver<Req>) {
+        let mut batch = Vec::new();
+        loop {
+            let Ok(first) = rx.recv() else {
+                // Every handle is gone: seal what we have so the tail is signed.
+                let _ = self.seal();
+                return;
+            };
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let mut appends = Vec::with_capacity(batch.len());
+            let mut close = None;
+            for r in batch.drain(..) {
+                match r {
+                    Req::Append { entry, reply } => appends.push((entry, reply)),
+                    Req::Close { reply } => close = Some(reply),
+                }
+            }
+            if !appends.is_empty() {
+                self.commit(appends);
+            }
+            if let Some(reply) = close {
+                let _ = reply.send(self.seal());
+                return;
+            }
+        }
+    }
+
+    fn commit(&mut self, appends: Vec<(Entry, Option<oneshot::Sender<Result<u64>>>)>) {
+        if self.failed.load(Ordering::SeqCst) {
+            for (_, reply) in appends {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(Error::Unavailable));
+                }
+            }
+            return;
+        }
+        let mut buf = Vec::with_capacity(appends.len() * 512);
+        let mut head = self.head.clone();
+        let mut staged = Vec::with_capacity(appends.len());
+        for (entry, reply) in appends {
+            let payload = Payload {
+                seq: head.seq + 1,
+                prev: head.hash.clone(),
+                body: Body::Call(entry),
+            };
+            let (line, hash) = encode(&payload);
+            buf.extend_from_slice(&line);
+            head.seq = payload.seq;
+            head.hash = hash.clone();
+            staged.push((Stored { payload, hash }, reply));
+        }
+        if self.last_checkpoint.elapsed() >= self.checkpoint_interval {
+            self.checkpoint_line(&mut buf, &mut head, false);
+        }
+        match self.write_durably(&buf) {
+            Ok(()) => {
+                self.head = head;
+                self.last_sealed = false;
+                let mut meter = self.meter.lock().unwrap_or_else(|p| p.into_inner());
+                for (stored, reply) in staged {
+                    if let Body::Call(e) = &stored.payload.body {
+                        meter.add(e);
+                    }
+                    let seq = stored.payload.seq;
+                    let _ = self.tail.send(Arc::new(stored));
+                    if let Some(r) = reply {
+                        let _ = r.send(Ok(seq));
+                    }
+                }
+                drop(meter);
+                if self.len >= self.segment_bytes
+                    && let Err(e) = self.rotate()
+                {
+                    self.fail(&e);
+                }
+            }
+            Err(e) => {
+                self.fail(&e);
+                for (_, reply) in staged {
+                    if let Some(r) = reply {
+                        let _ = r.send(Err(Error::Unavailable));
+                    }
+                }
+            }
+        }
+    }
+
+    /// After any write or sync error the log stops: Linux may have dropped the dirty pages, so
+    /// a retry could "succeed" with records lost. The hub then refuses to serve.
+    fn fail(&mut self, e: &std::io::Error) {
+        tracing::error!(error = %e, segment = self.segment, "audit log write failed; refusing service");
+        self.failed.store(true, Ordering::SeqCst);
+        // Best effort: leave no partial line behind.
+        let _ = self.file.set_len(self.len);
+    }
+
+    fn checkpoint_line(&mut self, buf: &mut Vec<u8>, head: &mut Head, seals: bool) {
+        let sig = self.key.sign(&checkpoint_message(head.seq + 1, &head.hash));
+        let payload = Payload {
+            seq: head.seq + 1,
+            prev: head.hash.clone(),
+            body: Body::Checkpoint(Checkpoint {
+                time_us: now_us(),
+                segment: self.segment,
+                seals,
+                key_id: self.key_id.clone(),
+                sig: hex(&sig.to_bytes()),
+            }),
+        };
+        let (line, hash) = encode(&payload);
+        buf.extend_from_slice(&line);
+        head.seq = payload.seq;
+        head.hash = hash;
+        head.checkpoint_seq = payload.seq;
+        self.last_checkpoint = Instant::now();
+    }
+
+    fn write_durably(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if self.faults.fail_write.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected write failure"));
+        }
+        self.file.write_all(buf)?;
+        if self.faults.fail_sync.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected fsync failure"));
+        }
+        self.file.sync_data()?;
+        self.len += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Writes a sealing checkpoint (unless the segment is already sealed).
+    fn seal(&mut self) -> Result<()> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable);
+        }
+        if self.last_sealed {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        let mut head = self.head.clone();
+        self.checkpoint_line(&mut buf, &mut head, true);
+        match self.write_durably(&buf) {
+            Ok(()) => {
+                self.head = head;
+                self.last_sealed = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.fail(&e);
+                Err(Error::Unavailable)
+            }
+        }
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.seal()
+            .map_err(|_| std::io::Error::other("could not seal the segment"))?;
+        let next = self.segment + 1;
+        let path = self.dir.join(segment_name(next));
+        let file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)?;
+        File::open(&self.dir)?.sync_all()?;
+        self.file = file;
+        self.segment = next;
+        self.len = 0;
+        // A new segment is not sealed, even though the chain head is a sealing checkpoint.
+        self.last_sealed = false;
+        Ok(())
+    }
+}
