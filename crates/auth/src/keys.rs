@@ -3,9 +3,8 @@
 use crate::claims::{AUDIENCE, Claims, now_secs};
 use crate::{Error, Result};
 use citybrain_types::Role;
-use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};

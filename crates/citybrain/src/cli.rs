@@ -41,6 +41,95 @@ pub enum Command {
     Token(TokenArgs),
     /// Ask a running hub who the token belongs to.
     Whoami(ClientArgs),
+    /// Verify, search, meter and follow the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `citybrain audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every chain link and checkpoint signature of the log in a data directory (offline,
+    /// with the public key only); exits non-zero and names the first bad record on tampering.
+    Verify {
+        /// State directory.
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// Only segments with records at or after this time (YYYY-MM-DD or RFC 3339, UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only segments with records before this time.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Search recorded calls, newest first (auditor token).
+    Search {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Filters.
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        /// Most records to print.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Calls, rows and bytes by department, table and day (auditor token).
+    Meter {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Department code.
+        #[arg(long)]
+        department: Option<String>,
+        /// Table name.
+        #[arg(long)]
+        table: Option<String>,
+        /// First day (YYYY-MM-DD).
+        #[arg(long)]
+        from_day: Option<String>,
+        /// Last day (YYYY-MM-DD).
+        #[arg(long)]
+        to_day: Option<String>,
+    },
+    /// Follow new records as they become durable (auditor token).
+    Tail {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only this department's calls.
+        #[arg(long)]
+        department: Option<String>,
+    },
+}
+
+/// Filters of `audit search`.
+#[derive(Debug, Args)]
+pub struct AuditFilterArgs {
+    /// Caller department.
+    #[arg(long)]
+    pub department: Option<String>,
+    /// Table touched.
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Service/Method, e.g. CatalogService/GetTable.
+    #[arg(long)]
+    pub method: Option<String>,
+    /// ok, denied, invalid, unauthenticated, quota, shed, timeout, cancelled, error.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// Stated purpose.
+    #[arg(long)]
+    pub purpose: Option<String>,
+    /// From (YYYY-MM-DD or RFC 3339, UTC), inclusive.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// To, exclusive.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Who looked up this ID number or credit code.
+    #[arg(long)]
+    pub key: Option<String>,
 }
 
 /// Where the hub keeps its state.

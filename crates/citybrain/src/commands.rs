@@ -48,6 +48,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         trusted_issuers: args.trusted_issuers.clone(),
         listen: args.listen,
         limits,
+        audit_faults: None,
     };
     let started = hub::start(&opts).await?;
     let addr = started.server.local_addr();
@@ -64,8 +65,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     }
     shutdown_signal().await;
     tracing::info!("shutting down: no new calls; waiting for calls in progress");
-    started.server.shutdown().await?;
-    tracing::info!("stopped");
+    started.shutdown().await?;
+    tracing::info!("stopped; audit log sealed");
     Ok(())
 }
 
@@ -151,7 +152,7 @@ pub fn parse_ttl(s: &str) -> Result<u64> {
     n.checked_mul(mult).ok_or_else(bad)
 }
 
-async fn channel(c: &ClientArgs) -> Result<Channel> {
+pub(crate) async fn channel(c: &ClientArgs) -> Result<Channel> {
     let err = |reason: String| Error::Connect {
         server: c.server.clone(),
         reason,
@@ -164,7 +165,7 @@ async fn channel(c: &ClientArgs) -> Result<Channel> {
         .map_err(|e| err(e.to_string()))
 }
 
-fn authed<T>(c: &ClientArgs, msg: T) -> Result<Request<T>> {
+pub(crate) fn authed<T>(c: &ClientArgs, msg: T) -> Result<Request<T>> {
     let mut req = Request::new(msg);
     let value = format!("Bearer {}", c.token)
         .parse()

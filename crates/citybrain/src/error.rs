@@ -29,6 +29,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// `audit verify` found tampering or damage.
+    #[error("audit log verification FAILED: {0}")]
+    Tampered(String),
     /// A bad argument.
     #[error("{0}")]
     Usage(String),

@@ -2,6 +2,7 @@
 
 use crate::Result;
 use crate::error::Error;
+use citybrain_audit::{AuditConfig, AuditLog, Faults};
 use citybrain_auth::{Authenticator, LocalIssuer, load_trusted_keys};
 use citybrain_catalog::{ApplyReport, Catalog, TableManifest};
 use citybrain_engine::{DataRoot, Engine};
@@ -19,6 +20,12 @@ pub const CATALOG_FILE: &str = "catalog.db";
 pub const KEYS_DIR: &str = "keys";
 /// Default data root inside the data directory.
 pub const TABLES_DIR: &str = "tables";
+/// Audit log segments inside the data directory.
+pub const AUDIT_DIR: &str = "audit";
+/// File stem of the audit checkpoint signing key in the keys directory.
+pub const AUDIT_KEY: &str = "audit-signing-key";
+/// File stem of the secret of keyed hashes in the keys directory.
+pub const AUDIT_HMAC: &str = "audit-hmac";
 
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
@@ -33,6 +40,8 @@ pub struct HubOptions {
     pub listen: SocketAddr,
     /// Serving limits.
     pub limits: Limits,
+    /// Failure injection for the audit log (tests of the fail-closed path).
+    pub audit_faults: Option<Arc<Faults>>,
 }
 
 impl HubOptions {
@@ -44,6 +53,7 @@ impl HubOptions {
             trusted_issuers: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             limits: Limits::default(),
+            audit_faults: None,
         }
     }
 }
@@ -54,6 +64,35 @@ pub struct Started {
     pub server: RunningServer,
     /// The hub's own signing key.
     pub issuer: LocalIssuer,
+    /// The audit log the server writes.
+    pub audit: AuditLog,
+}
+
+impl Started {
+    /// Ordered shutdown: stop accepting, finish calls in progress (their records included),
+    /// then seal the audit log.
+    pub async fn shutdown(self) -> Result<()> {
+        self.server.shutdown().await?;
+        self.audit
+            .close()
+            .await
+            .map_err(citybrain_gateway::Error::from)?;
+        Ok(())
+    }
+}
+
+/// Opens the audit log of a data directory.
+pub fn open_audit(data_dir: &Path, faults: Option<Arc<Faults>>) -> Result<AuditLog> {
+    let keys = data_dir.join(KEYS_DIR);
+    let mut cfg = AuditConfig::new(
+        data_dir.join(AUDIT_DIR),
+        citybrain_auth::ed25519_key(&keys, AUDIT_KEY)?,
+        citybrain_auth::secret(&keys, AUDIT_HMAC)?,
+    );
+    if let Some(f) = faults {
+        cfg.faults = f;
+    }
+    AuditLog::open(cfg).map_err(|e| citybrain_gateway::Error::from(e).into())
 }
 
 /// Opens the catalog database of a data directory (creating the directory).
@@ -82,14 +121,20 @@ pub async fn start(opts: &HubOptions) -> Result<Started> {
         Some(url) => DataRoot::parse(url)?,
         None => DataRoot::local(&opts.data_dir.join(TABLES_DIR))?,
     };
+    let audit = open_audit(&opts.data_dir, opts.audit_faults.clone())?;
     tracing::info!(data_root = %root.url(), keys = keys.len(), "hub state opened");
     let hub = Hub::new(
         catalog,
         Arc::new(Engine::new(root)),
         Authenticator::new(keys),
+        audit.clone(),
     );
     let server = citybrain_gateway::serve(hub, opts.listen, opts.limits.clone()).await?;
-    Ok(Started { server, issuer })
+    Ok(Started {
+        server,
+        issuer,
+        audit,
+    })
 }
 
 /// The manifests built into the binary.

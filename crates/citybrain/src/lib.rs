@@ -2,6 +2,7 @@
 //! running hub. `main.rs` only calls [`main`]; tests drive the same functions ([`hub::start`],
 //! [`hub::prepare_demo`]) to run the real server in-process.
 
+mod audit_cmd;
 pub mod cli;
 mod commands;
 mod error;
@@ -34,6 +35,7 @@ pub fn main() -> ExitCode {
             cli::Command::Catalog(c) => commands::catalog(c).await,
             cli::Command::Token(a) => commands::token(a),
             cli::Command::Whoami(c) => commands::whoami(c).await,
+            cli::Command::Audit(c) => audit_cmd::run(c).await,
         }
     });
     match outcome {

@@ -1,5 +1,6 @@
 //! `citybrain.v1.CatalogService`: browse and maintain the catalog.
 
+use crate::call::CallContext;
 use crate::convert::{DataView, manifest_from, share_type_from, table_to};
 use crate::hub::Hub;
 use crate::status::respond;
@@ -58,12 +59,15 @@ impl CatalogApi {
     async fn register(
         &self,
         req: Request<pb::RegisterTableRequest>,
+        ctx: &CallContext,
     ) -> Result<pb::RegisterTableResponse> {
         let p = self.hub.principal(&req)?;
         let m = manifest_from(req.into_inner().spec)?;
+        ctx.tables([m.name.clone()]);
         authorize_write(&p, &m.provider_code)?;
         let catalog = self.hub.catalog.clone();
         let entry = self.hub.blocking(move || catalog.register(&m)).await?;
+        ctx.rows(1);
         tracing::info!(table = %entry.manifest.name, dept = %p.department, "table registered");
         Ok(pb::RegisterTableResponse {
             table: Some(self.view(&entry).await),
@@ -73,10 +77,12 @@ impl CatalogApi {
     async fn update(
         &self,
         req: Request<pb::UpdateTableRequest>,
+        ctx: &CallContext,
     ) -> Result<pb::UpdateTableResponse> {
         let p = self.hub.principal(&req)?;
         let m = manifest_from(req.into_inner().spec)?;
         checked_name(&m.name)?;
+        ctx.tables([m.name.clone()]);
         let catalog = self.hub.catalog.clone();
         let name = m.name.clone();
         let old = self.hub.blocking(move || catalog.get(&name)).await?;
@@ -84,6 +90,7 @@ impl CatalogApi {
         authorize_write(&p, &m.provider_code)?;
         let catalog = self.hub.catalog.clone();
         let (entry, changed) = self.hub.blocking(move || catalog.update(&m)).await?;
+        ctx.rows(1);
         Ok(pb::UpdateTableResponse {
             table: Some(self.view(&entry).await),
             changed,
@@ -93,10 +100,12 @@ impl CatalogApi {
     async fn deprecate(
         &self,
         req: Request<pb::DeprecateTableRequest>,
+        ctx: &CallContext,
     ) -> Result<pb::DeprecateTableResponse> {
         let p = self.hub.principal(&req)?;
         let r = req.into_inner();
         checked_name(&r.name)?;
+        ctx.tables([r.name.clone()]);
         if r.reason.trim().is_empty() {
             return Err(Error::invalid("reason", "is required"));
         }
@@ -109,23 +118,34 @@ impl CatalogApi {
             .hub
             .blocking(move || catalog.deprecate(&r.name, &r.reason))
             .await?;
+        ctx.rows(1);
         Ok(pb::DeprecateTableResponse {
             table: Some(self.view(&entry).await),
         })
     }
 
-    async fn get(&self, req: Request<pb::GetTableRequest>) -> Result<pb::GetTableResponse> {
+    async fn get(
+        &self,
+        req: Request<pb::GetTableRequest>,
+        ctx: &CallContext,
+    ) -> Result<pb::GetTableResponse> {
         self.hub.principal(&req)?;
         let name = req.into_inner().name;
         checked_name(&name)?;
+        ctx.tables([name.clone()]);
         let catalog = self.hub.catalog.clone();
         let entry = self.hub.blocking(move || catalog.get(&name)).await?;
+        ctx.rows(1);
         Ok(pb::GetTableResponse {
             table: Some(self.view(&entry).await),
         })
     }
 
-    async fn list(&self, req: Request<pb::ListTablesRequest>) -> Result<pb::ListTablesResponse> {
+    async fn list(
+        &self,
+        req: Request<pb::ListTablesRequest>,
+        ctx: &CallContext,
+    ) -> Result<pb::ListTablesResponse> {
         self.hub.principal(&req)?;
         let r = req.into_inner();
         if r.page_size > MAX_PAGE {
@@ -161,6 +181,7 @@ impl CatalogApi {
         for e in &page.tables {
             tables.push(self.view(e).await);
         }
+        ctx.rows(tables.len() as u64);
         Ok(pb::ListTablesResponse {
             tables,
             next_page_token: page.next_page_token.unwrap_or_default(),
@@ -171,13 +192,16 @@ impl CatalogApi {
     async fn table_data(
         &self,
         req: Request<pb::GetTableDataRequest>,
+        ctx: &CallContext,
     ) -> Result<pb::GetTableDataResponse> {
         self.hub.principal(&req)?;
         let name = req.into_inner().name;
         checked_name(&name)?;
+        ctx.tables([name.clone()]);
         let catalog = self.hub.catalog.clone();
         let entry = self.hub.blocking(move || catalog.get(&name)).await?;
         let info = self.hub.engine.table_data(&entry.manifest).await?;
+        ctx.rows(1);
         Ok(pb::GetTableDataResponse {
             name: entry.manifest.name,
             records: info.records,
@@ -187,7 +211,11 @@ impl CatalogApi {
         })
     }
 
-    async fn stats(&self, req: Request<pb::GetStatsRequest>) -> Result<pb::GetStatsResponse> {
+    async fn stats(
+        &self,
+        req: Request<pb::GetStatsRequest>,
+        ctx: &CallContext,
+    ) -> Result<pb::GetStatsResponse> {
         self.hub.principal(&req)?;
         let catalog = self.hub.catalog.clone();
         let (counts, tables) = self
@@ -198,7 +226,7 @@ impl CatalogApi {
             source_departments: counts.source_departments,
             tables: counts.tables,
             data_items: counts.data_items,
-            calls: self.hub.counters.calls.load(Ordering::Relaxed),
+            calls: self.hub.audit.totals().calls,
             calls_shed: self.hub.counters.shed.load(Ordering::Relaxed),
             ..Default::default()
         };
@@ -219,6 +247,7 @@ impl CatalogApi {
         if stats.records > 0 {
             stats.share_rate = shareable as f64 / stats.records as f64;
         }
+        ctx.rows(1);
         Ok(pb::GetStatsResponse { stats: Some(stats) })
     }
 }
@@ -229,48 +258,55 @@ impl CatalogService for CatalogApi {
         &self,
         req: Request<pb::RegisterTableRequest>,
     ) -> Result<Response<pb::RegisterTableResponse>, Status> {
-        respond(self.register(req).await)
+        let ctx = CallContext::of(&req);
+        respond(&ctx, self.register(req, &ctx).await)
     }
 
     async fn update_table(
         &self,
         req: Request<pb::UpdateTableRequest>,
     ) -> Result<Response<pb::UpdateTableResponse>, Status> {
-        respond(self.update(req).await)
+        let ctx = CallContext::of(&req);
+        respond(&ctx, self.update(req, &ctx).await)
     }
 
     async fn deprecate_table(
         &self,
         req: Request<pb::DeprecateTableRequest>,
     ) -> Result<Response<pb::DeprecateTableResponse>, Status> {
-        respond(self.deprecate(req).await)
+        let ctx = CallContext::of(&req);
+        respond(&ctx, self.deprecate(req, &ctx).await)
     }
 
     async fn get_table(
         &self,
         req: Request<pb::GetTableRequest>,
     ) -> Result<Response<pb::GetTableResponse>, Status> {
-        respond(self.get(req).await)
+        let ctx = CallContext::of(&req);
+        respond(&ctx, self.get(req, &ctx).await)
     }
 
     async fn list_tables(
         &self,
         req: Request<pb::ListTablesRequest>,
     ) -> Result<Response<pb::ListTablesResponse>, Status> {
-        respond(self.list(req).await)
+        let ctx = CallContext::of(&req);
+        respond(&ctx, self.list(req, &ctx).await)
     }
 
     async fn get_table_data(
         &self,
         req: Request<pb::GetTableDataRequest>,
     ) -> Result<Response<pb::GetTableDataResponse>, Status> {
-        respond(self.table_data(req).await)
+        let ctx = CallContext::of(&req);
+        respond(&ctx, self.table_data(req, &ctx).await)
     }
 
     async fn get_stats(
         &self,
         req: Request<pb::GetStatsRequest>,
     ) -> Result<Response<pb::GetStatsResponse>, Status> {
-        respond(self.stats(req).await)
+        let ctx = CallContext::of(&req);
+        respond(&ctx, self.stats(req, &ctx).await)
     }
 }

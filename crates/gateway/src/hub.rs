@@ -1,7 +1,9 @@
 //! The hub's state shared by every service: catalog, engine, sign-in and counters.
 
+use crate::call::CallContext;
 use crate::guard::Counters;
 use crate::{Error, Result};
+use citybrain_audit::AuditLog;
 use citybrain_auth::{Authenticator, Principal};
 use citybrain_catalog::Catalog;
 use citybrain_engine::Engine;
@@ -14,17 +16,29 @@ pub struct Hub {
     pub(crate) engine: Arc<Engine>,
     pub(crate) auth: Authenticator,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) audit: AuditLog,
 }
 
 impl Hub {
     /// A hub over its parts.
-    pub fn new(catalog: Arc<Catalog>, engine: Arc<Engine>, auth: Authenticator) -> Self {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        engine: Arc<Engine>,
+        auth: Authenticator,
+        audit: AuditLog,
+    ) -> Self {
         Self {
             catalog,
             engine,
             auth,
             counters: Arc::new(Counters::default()),
+            audit,
         }
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// The serving counters (calls, shed, panics, deadlines).
@@ -32,13 +46,15 @@ impl Hub {
         &self.counters
     }
 
-    /// The verified caller of a request.
+    /// The verified caller of a request, also noted for the call's audit record.
     pub(crate) fn principal<T>(&self, req: &Request<T>) -> Result<Principal> {
         let header = req
             .metadata()
             .get("authorization")
             .map(|v| v.to_str().unwrap_or("\u{0}"));
-        Ok(self.auth.verify_header(header)?)
+        let p = self.auth.verify_header(header)?;
+        CallContext::of(req).principal(&p);
+        Ok(p)
     }
 
     /// Runs blocking work (SQLite) off the async workers.

@@ -1,5 +1,6 @@
 //! `citybrain.v1.IdentityService`: tells callers who the hub thinks they are.
 
+use crate::call::CallContext;
 use crate::hub::Hub;
 use crate::status::respond;
 use citybrain_proto::v1 as pb;
@@ -18,12 +19,16 @@ impl IdentityService for IdentityApi {
         &self,
         req: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::WhoAmIResponse>, Status> {
-        respond(self.hub.principal(&req).map(|p| pb::WhoAmIResponse {
-            subject: p.subject,
-            department: p.department,
-            role: p.role.as_str().to_owned(),
-            issuer: p.issuer,
-            expires_at: rfc3339(p.expires_at),
-        }))
+        let ctx = CallContext::of(&req);
+        respond(
+            &ctx,
+            self.hub.principal(&req).map(|p| pb::WhoAmIResponse {
+                subject: p.subject,
+                department: p.department,
+                role: p.role.as_str().to_owned(),
+                issuer: p.issuer,
+                expires_at: rfc3339(p.expires_at),
+            }),
+        )
     }
 }

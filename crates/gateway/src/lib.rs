@@ -10,6 +10,8 @@
 //! The domain crates never see prost types: conversion lives in `convert`, and the one mapping
 //! from errors to statuses lives in `status`.
 
+mod audit_svc;
+mod call;
 mod catalog_svc;
 mod convert;
 mod guard;
@@ -37,6 +39,9 @@ pub enum Error {
     /// The catalog refused or failed.
     #[error(transparent)]
     Catalog(#[from] citybrain_catalog::Error),
+    /// The audit log failed or could not be read.
+    #[error(transparent)]
+    Audit(#[from] citybrain_audit::Error),
     /// A table's data could not be read.
     #[error(transparent)]
     Engine(#[from] citybrain_engine::Error),

@@ -1,11 +1,13 @@
 //! Assembling and running the gRPC server.
 
+use crate::audit_svc::AuditApi;
 use crate::catalog_svc::CatalogApi;
 use crate::guard::GuardLayer;
 use crate::hub::Hub;
 use crate::identity_svc::IdentityApi;
 use crate::{Error, Result};
 use citybrain_proto::FILE_DESCRIPTOR_SET;
+use citybrain_proto::v1::audit_service_server::AuditServiceServer;
 use citybrain_proto::v1::catalog_service_server::CatalogServiceServer;
 use citybrain_proto::v1::identity_service_server::IdentityServiceServer;
 use std::net::SocketAddr;
@@ -92,6 +94,7 @@ pub async fn serve(hub: Hub, listen: SocketAddr, limits: Limits) -> Result<Runni
     health
         .set_serving::<IdentityServiceServer<IdentityApi>>()
         .await;
+    health.set_serving::<AuditServiceServer<AuditApi>>().await;
     // grpcurl still speaks only v1alpha reflection; newer clients use v1.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -112,10 +115,15 @@ pub async fn serve(hub: Hub, listen: SocketAddr, limits: Limits) -> Result<Runni
         .max_decoding_message_size(limits.max_request_bytes)
         .max_encoding_message_size(limits.max_response_bytes);
 
+    let audit = AuditServiceServer::new(AuditApi { hub: hub.clone() })
+        .max_decoding_message_size(limits.max_request_bytes)
+        .max_encoding_message_size(limits.max_response_bytes);
+
     let guard = GuardLayer::new(
         limits.max_concurrent_calls,
         limits.default_deadline,
         hub.counters.clone(),
+        hub.audit.clone(),
     );
     let router = Server::builder()
         .max_concurrent_streams(limits.max_concurrent_streams)
@@ -128,7 +136,8 @@ pub async fn serve(hub: Hub, listen: SocketAddr, limits: Limits) -> Result<Runni
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(catalog)
-        .add_service(identity);
+        .add_service(identity)
+        .add_service(audit);
 
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -5,6 +5,7 @@
 //! internal details (paths, SQL, personal data) are logged for operators and never sent.
 
 use crate::Error;
+use citybrain_audit::Error as AuditError;
 use citybrain_auth::Error as AuthError;
 use citybrain_catalog::Error as CatalogError;
 use citybrain_engine::{DataProblem, Error as EngineError};
@@ -16,15 +17,29 @@ pub fn to_status(err: &Error) -> Status {
         Error::Auth(e) => auth_status(e),
         Error::Catalog(e) => catalog_status(e),
         Error::Engine(e) => engine_status(e),
+        Error::Audit(e) => audit_status(e),
         Error::Denied(reason) => Status::permission_denied(reason.clone()),
         Error::Invalid { .. } => Status::invalid_argument(err.to_string()),
         Error::Internal(detail) => internal(detail),
     }
 }
 
-/// A handler's domain result as a tonic response.
-pub(crate) fn respond<T>(r: crate::Result<T>) -> Result<tonic::Response<T>, Status> {
-    r.map(tonic::Response::new).map_err(|e| to_status(&e))
+/// A handler's domain result as a tonic response, noted in the call's audit record.
+pub(crate) fn respond<T: prost::Message>(
+    ctx: &crate::call::CallContext,
+    r: crate::Result<T>,
+) -> Result<tonic::Response<T>, Status> {
+    match r {
+        Ok(msg) => {
+            ctx.answered(tonic::Code::Ok, msg.encoded_len() as u64);
+            Ok(tonic::Response::new(msg))
+        }
+        Err(e) => {
+            let status = to_status(&e);
+            ctx.answered(status.code(), 0);
+            Err(status)
+        }
+    }
 }
 
 fn internal(detail: &str) -> Status {
@@ -61,6 +76,15 @@ fn catalog_status(e: &CatalogError) -> Status {
         CatalogError::Read { .. } | CatalogError::Database(_) | CatalogError::Corrupt { .. } => {
             internal(&e.to_string())
         }
+    }
+}
+
+fn audit_status(e: &AuditError) -> Status {
+    match e {
+        AuditError::Unavailable => Status::unavailable(
+            "the audit log is unavailable; the hub does not answer unrecorded calls",
+        ),
+        AuditError::Damaged { .. } | AuditError::Io { .. } => internal(&e.to_string()),
     }
 }
 

@@ -86,6 +86,48 @@ pub fn rfc3339(secs: u64) -> String {
     )
 }
 
+/// Parses `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` (UTC) into microseconds since the epoch.
+pub fn parse_utc_micros(s: &str) -> Option<i64> {
+    let (date, time) = match s.split_once('T') {
+        Some((d, t)) => (d, Some(t.strip_suffix('Z')?)),
+        None => (s, None),
+    };
+    let day = i64::from(Date::parse_iso(date)?.days());
+    let mut us = day * 86_400_000_000;
+    if let Some(t) = time {
+        let (hms, frac) = t.split_once('.').unwrap_or((t, ""));
+        let mut it = hms.split(':');
+        let h: i64 = it.next()?.parse().ok()?;
+        let m: i64 = it.next()?.parse().ok()?;
+        let sec: i64 = it.next()?.parse().ok()?;
+        if it.next().is_some() || h > 23 || m > 59 || sec > 60 || frac.len() > 6 {
+            return None;
+        }
+        let micros: i64 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<6}").parse().ok()?
+        };
+        us += ((h * 60 + m) * 60 + sec) * 1_000_000 + micros;
+    }
+    Some(us)
+}
+
+/// Formats microseconds since the epoch as RFC 3339 UTC with microseconds.
+pub fn rfc3339_micros(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let frac = us.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400) as i32;
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{}T{:02}:{:02}:{:02}.{frac:06}Z",
+        Date::from_days(days),
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 fn days_in_month(y: i32, m: u32) -> u32 {
     match m {
         2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
@@ -111,6 +153,16 @@ mod tests {
         assert_eq!(Date::parse_iso("2024-03-01"), Date::from_ymd(2024, 3, 1));
         assert_eq!(Date::parse_iso("2024-3-01"), None);
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        let us = 1_700_000_000_123_456;
+        assert_eq!(rfc3339_micros(us), "2023-11-14T22:13:20.123456Z");
+        assert_eq!(parse_utc_micros("2023-11-14T22:13:20.123456Z"), Some(us));
+        assert_eq!(
+            parse_utc_micros("2023-11-14T22:13:20Z"),
+            Some(1_700_000_000_000_000)
+        );
+        assert_eq!(parse_utc_micros("1970-01-02"), Some(86_400_000_000));
+        assert_eq!(parse_utc_micros("2023-11-14T25:00:00Z"), None);
+        assert_eq!(parse_utc_micros("yesterday"), None);
     }
 
     proptest! {

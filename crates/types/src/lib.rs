@@ -13,7 +13,7 @@ mod idnum;
 mod vocab;
 
 pub use credit::{CREDIT_CHARSET, CreditCode, credit_check_char};
-pub use date::{Date, days_from_civil, rfc3339};
+pub use date::{Date, days_from_civil, parse_utc_micros, rfc3339, rfc3339_micros};
 pub use ident::{validate_column_name, validate_dept_code, validate_table_name};
 pub use idnum::{CitizenId, id_check_char};
 pub use vocab::{DataType, Library, Role, Sensitivity, ShareType, UpdateCycle};
