@@ -349,13 +349,12 @@ impl AuditLog {
     }
 }
 
-/// Verifies all segments; cuts a torn tail of the last one. Returns the chain head, the last
-/// segment (number, sealed) and what was found.
-fn recover(
-    dir: &Path,
-    key: &VerifyingKey,
-    meter: &mut meter::Meter,
-) -> Result<(Head, Option<(u64, bool)>, Recovery)> {
+/// Where recovery left the log: the chain head, the last segment (number, sealed) and what was
+/// found.
+type Recovered = (Head, Option<(u64, bool)>, Recovery);
+
+/// Verifies all segments; cuts a torn tail of the last one.
+fn recover(dir: &Path, key: &VerifyingKey, meter: &mut meter::Meter) -> Result<Recovered> {
     let segments = list_segments(dir).map_err(|e| Error::io(dir, e))?;
     let mut head = Head::default();
     let mut rec = Recovery::default();

@@ -113,6 +113,8 @@ pub struct Checkpoint {
 }
 
 /// The body of a line.
+// Nearly every line is a call; boxing the entry would add an allocation per record on the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Body {

@@ -51,7 +51,7 @@ fn time_of(s: &Stored) -> i64 {
 fn ends(bytes: &[u8]) -> Option<(Stored, Stored)> {
     let mut lines = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty());
     let first = decode(lines.next()?).ok()?;
-    let last = lines.last().map_or(Ok(first.clone()), decode).ok()?;
+    let last = lines.next_back().map_or(Ok(first.clone()), decode).ok()?;
     Some((first, last))
 }
 

@@ -21,6 +21,8 @@ use tokio::sync::{broadcast, oneshot};
 /// Largest number of records in one batch.
 const MAX_BATCH: usize = 4096;
 
+// Appends are the common request; boxing their entry would allocate once more per record.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Req {
     Append {
         entry: Entry,

@@ -36,12 +36,12 @@ fn entry(i: u64, dept: &str) -> Entry {
         key_hashes: vec![format!("k{i}")],
         rows: 1,
         bytes: 100,
-        outcome: if i % 5 == 0 {
+        outcome: if i.is_multiple_of(5) {
             Outcome::Denied
         } else {
             Outcome::Ok
         },
-        code: if i % 5 == 0 { 7 } else { 0 },
+        code: if i.is_multiple_of(5) { 7 } else { 0 },
         latency_us: 300,
     }
 }

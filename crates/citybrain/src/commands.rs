@@ -50,6 +50,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         limits,
         audit_faults: None,
     };
+    let signals = ShutdownSignals::register()?;
     let started = hub::start(&opts).await?;
     let addr = started.server.local_addr();
     println!("citybrain listening on {addr}");
@@ -63,31 +64,51 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             "try: grpcurl -plaintext -H \"authorization: Bearer <token>\" {addr} citybrain.v1.CatalogService/GetStats"
         );
     }
-    shutdown_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down: no new calls; waiting for calls in progress");
     started.shutdown().await?;
     tracing::info!("stopped; audit log sealed");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGINT and SIGTERM, registered before the hub announces itself, so a signal sent right after
+/// the "listening" line is never lost to the default action.
+struct ShutdownSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn register() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let io = |source| Error::Io {
+                what: "install signal handlers".into(),
+                source,
+            };
+            Ok(Self {
+                term: signal(SignalKind::terminate()).map_err(io)?,
+                int: signal(SignalKind::interrupt()).map_err(io)?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
