@@ -153,7 +153,7 @@ pub fn scan(
         sealed = false;
         if let Body::Checkpoint(c) = &p.body {
             let sig = decode_sig(&c.sig).ok_or_else(|| fault(Problem::Signature))?;
-            key.verify(&checkpoint_message(p.seq, &p.prev), &sig)
+            key.verify(&checkpoint_message(p.seq, &p.prev, c), &sig)
                 .map_err(|_| fault(Problem::Signature))?;
             head.checkpoint_seq = p.seq;
             sealed = c.seals;

@@ -145,9 +145,14 @@ pub struct Stored {
     pub hash: String,
 }
 
-/// The bytes a checkpoint signs: the chain head it vouches for.
-pub fn checkpoint_message(seq: u64, prev: &str) -> Vec<u8> {
-    format!("citybrain-audit-checkpoint\n{seq}\n{prev}").into_bytes()
+/// The bytes a checkpoint signs: its place in the chain, the chain head it vouches for (which
+/// covers every earlier record), and every field of the checkpoint itself.
+pub fn checkpoint_message(seq: u64, prev: &str, c: &Checkpoint) -> Vec<u8> {
+    format!(
+        "citybrain-audit-checkpoint\n{seq}\n{prev}\n{}\n{}\n{}\n{}",
+        c.time_us, c.segment, c.seals, c.key_id
+    )
+    .into_bytes()
 }
 
 /// Lower-case hex of bytes.

@@ -162,17 +162,21 @@ impl Writer {
     }
 
     fn checkpoint_line(&mut self, buf: &mut Vec<u8>, head: &mut Head, seals: bool) {
-        let sig = self.key.sign(&checkpoint_message(head.seq + 1, &head.hash));
+        let mut checkpoint = Checkpoint {
+            time_us: now_us(),
+            segment: self.segment,
+            seals,
+            key_id: self.key_id.clone(),
+            sig: String::new(),
+        };
+        let sig = self
+            .key
+            .sign(&checkpoint_message(head.seq + 1, &head.hash, &checkpoint));
+        checkpoint.sig = hex(&sig.to_bytes());
         let payload = Payload {
             seq: head.seq + 1,
             prev: head.hash.clone(),
-            body: Body::Checkpoint(Checkpoint {
-                time_us: now_us(),
-                segment: self.segment,
-                seals,
-                key_id: self.key_id.clone(),
-                sig: hex(&sig.to_bytes()),
-            }),
+            body: Body::Checkpoint(checkpoint),
         };
         let (line, hash) = encode(&payload);
         buf.extend_from_slice(&line);

@@ -244,6 +244,32 @@ async fn a_rewritten_chain_fails_on_its_signatures() {
 }
 
 #[tokio::test]
+async fn a_checkpoint_edited_with_a_recomputed_hash_fails_its_signature() {
+    let e = tamper(|l| {
+        let last = l.len() - 1;
+        let text = String::from_utf8(l[last].clone()).unwrap();
+        assert!(text.contains("\"seals\":true"), "{text}");
+        // Re-encode the sealing checkpoint as "not sealing", with a correct line hash.
+        let cut = text.rfind(",\"hash\"").unwrap();
+        let payload = format!("{}}}", &text[..cut]).replace("\"seals\":true", "\"seals\":false");
+        let p: citybrain_audit::Payload = serde_json::from_str(&payload).unwrap();
+        let (line, _) = citybrain_audit::encode(&p);
+        l[last] = line[..line.len() - 1].to_vec();
+    })
+    .await;
+    assert!(
+        matches!(
+            e,
+            VerifyFailure::Bad {
+                problem: Problem::Signature,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[tokio::test]
 async fn damage_before_good_records_refuses_to_open() {
     let dir = tempfile::tempdir().unwrap();
     let log = filled(dir.path(), 5).await;
