@@ -1,0 +1,181 @@
+//! A grant compiled into the one policy object every data path applies: row filter first, then
+//! the granted columns with their masks. Paths differ in how they find rows, never in what a
+//! consumer may see of them.
+
+use crate::mask::mask_array;
+use crate::model::{Grant, GrantTerms, Mode};
+use crate::{Error, Result};
+use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use citybrain_catalog::TableManifest;
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::ExprSchemable;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use std::sync::Arc;
+
+/// The Arrow schema of a catalog table, in catalog column order.
+pub fn table_schema(m: &TableManifest) -> SchemaRef {
+    use citybrain_types::DataType as T;
+    Arc::new(Schema::new(
+        m.columns
+            .iter()
+            .map(|c| {
+                let t = match c.data_type {
+                    T::String => DataType::Utf8,
+                    T::Int64 => DataType::Int64,
+                    T::Int32 => DataType::Int32,
+                    T::Float64 => DataType::Float64,
+                    T::Bool => DataType::Boolean,
+                    T::Date => DataType::Date32,
+                };
+                Field::new(&c.name, t, true)
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Parses a row filter against a table's schema: unknown columns, bad syntax and non-boolean
+/// expressions are refused here, when the grant is made.
+pub fn compile_filter(sql: &str, schema: &SchemaRef) -> Result<Arc<dyn PhysicalExpr>> {
+    let bad = |reason: String| Error::Invalid {
+        field: "row_filter".into(),
+        reason,
+    };
+    let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| bad(e.to_string()))?;
+    let ctx = SessionContext::new();
+    let expr = ctx
+        .parse_sql_expr(sql, &df_schema)
+        .map_err(|e| bad(first_line(&e.to_string())))?;
+    let ty = expr
+        .get_type(&df_schema)
+        .map_err(|e| bad(first_line(&e.to_string())))?;
+    if ty != DataType::Boolean {
+        return Err(bad(format!("must be a condition (boolean), not {ty}")));
+    }
+    ctx.create_physical_expr(expr, &df_schema)
+        .map_err(|e| bad(first_line(&e.to_string())))
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// A grant ready to apply.
+pub struct Policy {
+    /// The grant.
+    pub grant: Grant,
+    table: SchemaRef,
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Indices of granted columns in the table schema.
+    indices: Vec<usize>,
+    output: SchemaRef,
+    hash_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("grant", &self.grant.id)
+            .finish()
+    }
+}
+
+impl Policy {
+    /// Compiles a grant for a table. `secret` keys the hash mask (mixed with the grant id).
+    pub fn compile(grant: Grant, manifest: &TableManifest, secret: &[u8]) -> Result<Self> {
+        let table = table_schema(manifest);
+        let filter = grant
+            .terms
+            .row_filter
+            .as_deref()
+            .map(|f| compile_filter(f, &table))
+            .transpose()?;
+        let (indices, output) = output_schema(&grant.terms, &table)?;
+        let mut hash_key = secret.to_vec();
+        hash_key.extend_from_slice(grant.id.as_bytes());
+        Ok(Self {
+            grant,
+            table,
+            filter,
+            indices,
+            output,
+            hash_key,
+        })
+    }
+
+    /// The table's schema (what [`Policy::filter`] expects batches in).
+    pub fn table_schema(&self) -> &SchemaRef {
+        &self.table
+    }
+
+    /// What a consumer receives.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output
+    }
+
+    /// The grant's mode.
+    pub fn mode(&self) -> Mode {
+        self.grant.terms.mode
+    }
+
+    /// Rows the consumer may know exist: the row filter on raw values. Hot path.
+    pub fn filter(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let Some(f) = &self.filter else {
+            return Ok(batch.clone());
+        };
+        let mask = f.evaluate(batch)?.into_array(batch.num_rows())?;
+        // NULL counts as false: a row the filter cannot decide is hidden.
+        Ok(filter_record_batch(batch, mask.as_boolean())?)
+    }
+
+    /// Granted columns, masked, of rows already filtered. Hot path.
+    pub fn project(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let cols = self
+            .indices
+            .iter()
+            .zip(&self.grant.terms.columns)
+            .map(|(i, c)| -> Result<ArrayRef> {
+                let a = batch.column(*i);
+                Ok(match &c.mask {
+                    Some(m) => mask_array(m, a, &self.hash_key)?,
+                    None => a.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordBatch::try_new(self.output.clone(), cols)?)
+    }
+
+    /// Filter, then project and mask: what every read path returns.
+    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        self.project(&self.filter(batch)?)
+    }
+}
+
+fn output_schema(terms: &GrantTerms, table: &SchemaRef) -> Result<(Vec<usize>, SchemaRef)> {
+    let mut indices = Vec::new();
+    let mut fields = Vec::new();
+    for c in &terms.columns {
+        let i = table.index_of(&c.name).map_err(|_| Error::Invalid {
+            field: "columns".into(),
+            reason: format!("unknown column '{}'", c.name),
+        })?;
+        let f = table.field(i);
+        let t = match &c.mask {
+            Some(m) => {
+                m.check_type(&c.name, f.data_type())?;
+                m.output_type(f.data_type())
+            }
+            None => f.data_type().clone(),
+        };
+        indices.push(i);
+        fields.push(Field::new(&c.name, t, true));
+    }
+    Ok((indices, Arc::new(Schema::new(fields))))
+}
