@@ -29,10 +29,10 @@ pub struct DataInfo {
 }
 
 /// A footer read from storage, valid while the file keeps its size and modification time.
-struct Footer {
+pub(crate) struct Footer {
     size: u64,
     modified: i64,
-    metadata: Arc<ParquetMetaData>,
+    pub(crate) metadata: Arc<ParquetMetaData>,
 }
 
 /// Reads the hub's datasets.
@@ -94,7 +94,7 @@ impl Engine {
     }
 
     /// The Parquet files of a dataset, in name order (hidden and temporary files skipped).
-    async fn list(&self, dataset: &str) -> Result<Vec<ObjectMeta>> {
+    pub(crate) async fn list(&self, dataset: &str) -> Result<Vec<ObjectMeta>> {
         let prefix = self.root.dataset_path(dataset);
         let mut files: Vec<ObjectMeta> = self
             .root
@@ -110,7 +110,7 @@ impl Engine {
         Ok(files)
     }
 
-    async fn footer(&self, meta: &ObjectMeta) -> Result<Arc<Footer>, FileProblem> {
+    pub(crate) async fn footer(&self, meta: &ObjectMeta) -> Result<Arc<Footer>, FileProblem> {
         let key = meta.location.to_string();
         let modified = meta.last_modified.timestamp_nanos_opt().unwrap_or_default();
         if let Some(f) = self.cached(&key)
@@ -177,13 +177,13 @@ impl MetadataFetch for StoreFetch<'_> {
     }
 }
 
-enum FileProblem {
+pub(crate) enum FileProblem {
     Corrupt,
     Unreadable,
 }
 
 impl FileProblem {
-    fn at(self, index: usize, files: usize) -> DataProblem {
+    pub(crate) fn at(self, index: usize, files: usize) -> DataProblem {
         match self {
             FileProblem::Corrupt => DataProblem::Corrupt { index, files },
             FileProblem::Unreadable => DataProblem::Unreadable { index, files },
@@ -192,7 +192,7 @@ impl FileProblem {
 }
 
 /// Every catalog column must exist in the file with a matching type.
-fn check_schema(table: &TableManifest, meta: &ParquetMetaData) -> Result<(), String> {
+pub(crate) fn check_schema(table: &TableManifest, meta: &ParquetMetaData) -> Result<(), String> {
     use arrow::datatypes::DataType as A;
     let schema = parquet::arrow::parquet_to_arrow_schema(
         meta.file_metadata().schema_descr(),

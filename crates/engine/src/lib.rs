@@ -8,6 +8,7 @@
 //! path on the server; every other table keeps working.
 
 mod dataset;
+mod lookup;
 mod root;
 
 pub use dataset::{DataInfo, Engine};
@@ -55,6 +56,12 @@ pub enum Error {
         table: String,
         /// What is wrong.
         problem: DataProblem,
+    },
+    /// The table has no key column, so it cannot be looked up by key.
+    #[error("table '{table}' has no key column")]
+    NoKey {
+        /// The table.
+        table: String,
     },
     /// The table has no dataset in the hub.
     #[error("table '{table}' holds no data in this hub")]

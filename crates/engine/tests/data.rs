@@ -152,3 +152,52 @@ async fn missing_data_and_mismatched_columns_are_named() {
         Err(Error::NoDataset { .. })
     ));
 }
+
+#[tokio::test]
+async fn lookup_finds_exactly_the_keyed_rows() {
+    use arrow::array::AsArray;
+    let (dir, engine) = setup();
+    // Keys straight from the files, independently of the engine.
+    let file =
+        std::fs::File::open(dir.path().join("population/residents/part-00001.parquet")).unwrap();
+    let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let ids = batch.column(0).as_string::<i32>();
+    let names = batch.column(1).as_string::<i32>();
+    let (a, b) = (ids.value(3).to_owned(), ids.value(77).to_owned());
+    let mut residents = manifest(
+        "population.residents",
+        "population/residents",
+        &[("name", DataType::String), ("id_number", DataType::String)],
+    );
+    residents.key_column = Some("id_number".into());
+    let found = engine
+        .lookup(
+            &residents,
+            &[a.clone(), b.clone(), "110105194912310021".into()],
+        )
+        .await
+        .unwrap();
+    let rows: usize = found.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 2);
+    let first = &found[0];
+    assert_eq!(
+        first.schema().field(0).name(),
+        "name",
+        "catalog column order"
+    );
+    assert_eq!(first.column(1).as_string::<i32>().value(0), a);
+    assert_eq!(first.column(0).as_string::<i32>().value(0), names.value(3));
+    assert!(
+        engine
+            .lookup(&residents, &["440605000000000000".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
