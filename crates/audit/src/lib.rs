@@ -314,6 +314,12 @@ impl AuditLog {
         self.meter().rows(dept, table, from_day, to_day)
     }
 
+    /// Answered calls and rows under a grant on a day (`YYYY-MM-DD`, UTC): the counters grant
+    /// quotas are enforced from.
+    pub fn grant_usage(&self, grant_id: &str, day: &str) -> Usage {
+        self.meter().grant_usage(grant_id, day)
+    }
+
     /// Departments that have called on at least one table.
     pub fn consumer_departments(&self) -> usize {
         self.meter().departments_using_tables()

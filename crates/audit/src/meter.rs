@@ -38,6 +38,8 @@ pub struct MeterKey {
 #[derive(Debug, Default)]
 pub struct Meter {
     rows: BTreeMap<MeterKey, Usage>,
+    /// Answered calls per grant and day: what grant quotas are checked against.
+    grants: std::collections::HashMap<(String, String), Usage>,
     total: Usage,
 }
 
@@ -61,6 +63,12 @@ impl Meter {
     pub fn add(&mut self, e: &Entry) {
         self.total.add(e);
         let day = day_of(e.time_us);
+        if let (Some(g), crate::Outcome::Ok) = (&e.grant_id, e.outcome) {
+            self.grants
+                .entry((g.clone(), day.clone()))
+                .or_default()
+                .add(e);
+        }
         let tables: &[String] = if e.tables.is_empty() {
             std::slice::from_ref(&EMPTY)
         } else {
@@ -76,6 +84,14 @@ impl Meter {
                 .or_default()
                 .add(e);
         }
+    }
+
+    /// Answered calls made under a grant on a day.
+    pub fn grant_usage(&self, grant_id: &str, day: &str) -> Usage {
+        self.grants
+            .get(&(grant_id.to_owned(), day.to_owned()))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// All calls ever recorded.

@@ -26,6 +26,8 @@ pub const AUDIT_DIR: &str = "audit";
 pub const AUDIT_KEY: &str = "audit-signing-key";
 /// File stem of the secret of keyed hashes in the keys directory.
 pub const AUDIT_HMAC: &str = "audit-hmac";
+/// File stem of the secret of the `hash` mask in the keys directory.
+pub const MASK_SECRET: &str = "mask-hmac";
 
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
@@ -122,12 +124,19 @@ pub async fn start(opts: &HubOptions) -> Result<Started> {
         None => DataRoot::local(&opts.data_dir.join(TABLES_DIR))?,
     };
     let audit = open_audit(&opts.data_dir, opts.audit_faults.clone())?;
+    let governance = Arc::new(
+        citybrain_governance::Governance::open(&opts.data_dir.join(CATALOG_FILE), catalog.clone())
+            .map_err(citybrain_gateway::Error::from)?,
+    );
+    let mask_secret = citybrain_auth::secret(&opts.data_dir.join(KEYS_DIR), MASK_SECRET)?;
     tracing::info!(data_root = %root.url(), keys = keys.len(), "hub state opened");
     let hub = Hub::new(
         catalog,
         Arc::new(Engine::new(root)),
         Authenticator::new(keys),
         audit.clone(),
+        governance,
+        mask_secret,
     );
     let server = citybrain_gateway::serve(hub, opts.listen, opts.limits.clone()).await?;
     Ok(Started {

@@ -57,6 +57,28 @@ impl CallContext {
         self.draft().tables = tables.into_iter().collect();
     }
 
+    /// Records the grant used and the purpose stated.
+    pub(crate) fn grant(&self, grant_id: &str, purpose: &str) {
+        let mut d = self.draft();
+        d.grant_id = Some(grant_id.to_owned());
+        d.purpose = purpose.to_owned();
+    }
+
+    /// Records the purpose stated (also when no grant could be used).
+    pub(crate) fn purpose(&self, purpose: &str) {
+        self.draft().purpose = purpose.to_owned();
+    }
+
+    /// Records the columns returned.
+    pub(crate) fn columns(&self, columns: impl IntoIterator<Item = String>) {
+        self.draft().columns = columns.into_iter().collect();
+    }
+
+    /// Records the keyed hashes of the keys asked for.
+    pub(crate) fn key_hashes(&self, hashes: Vec<String>) {
+        self.draft().key_hashes = hashes;
+    }
+
     /// Records the rows returned.
     pub(crate) fn rows(&self, rows: u64) {
         self.draft().rows = rows;

@@ -7,6 +7,7 @@ use citybrain_audit::AuditLog;
 use citybrain_auth::{Authenticator, Principal};
 use citybrain_catalog::Catalog;
 use citybrain_engine::Engine;
+use citybrain_governance::Governance;
 use std::sync::Arc;
 use tonic::Request;
 
@@ -17,6 +18,8 @@ pub struct Hub {
     pub(crate) auth: Authenticator,
     pub(crate) counters: Arc<Counters>,
     pub(crate) audit: AuditLog,
+    pub(crate) governance: Arc<Governance>,
+    pub(crate) mask_secret: [u8; 32],
 }
 
 impl Hub {
@@ -26,6 +29,8 @@ impl Hub {
         engine: Arc<Engine>,
         auth: Authenticator,
         audit: AuditLog,
+        governance: Arc<Governance>,
+        mask_secret: [u8; 32],
     ) -> Self {
         Self {
             catalog,
@@ -33,6 +38,8 @@ impl Hub {
             auth,
             counters: Arc::new(Counters::default()),
             audit,
+            governance,
+            mask_secret,
         }
     }
 

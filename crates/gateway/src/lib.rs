@@ -14,10 +14,12 @@ mod audit_svc;
 mod call;
 mod catalog_svc;
 mod convert;
+mod data_svc;
 mod guard;
 mod hub;
 mod identity_svc;
 mod server;
+mod sharing_svc;
 mod status;
 
 pub use guard::Counters;
@@ -42,6 +44,9 @@ pub enum Error {
     /// The audit log failed or could not be read.
     #[error(transparent)]
     Audit(#[from] citybrain_audit::Error),
+    /// Sharing governance refused or failed.
+    #[error(transparent)]
+    Governance(#[from] citybrain_governance::Error),
     /// A table's data could not be read.
     #[error(transparent)]
     Engine(#[from] citybrain_engine::Error),

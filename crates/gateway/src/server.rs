@@ -2,14 +2,18 @@
 
 use crate::audit_svc::AuditApi;
 use crate::catalog_svc::CatalogApi;
+use crate::data_svc::DataApi;
 use crate::guard::GuardLayer;
 use crate::hub::Hub;
 use crate::identity_svc::IdentityApi;
+use crate::sharing_svc::SharingApi;
 use crate::{Error, Result};
 use citybrain_proto::FILE_DESCRIPTOR_SET;
 use citybrain_proto::v1::audit_service_server::AuditServiceServer;
 use citybrain_proto::v1::catalog_service_server::CatalogServiceServer;
+use citybrain_proto::v1::data_service_server::DataServiceServer;
 use citybrain_proto::v1::identity_service_server::IdentityServiceServer;
+use citybrain_proto::v1::sharing_service_server::SharingServiceServer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +99,10 @@ pub async fn serve(hub: Hub, listen: SocketAddr, limits: Limits) -> Result<Runni
         .set_serving::<IdentityServiceServer<IdentityApi>>()
         .await;
     health.set_serving::<AuditServiceServer<AuditApi>>().await;
+    health
+        .set_serving::<SharingServiceServer<SharingApi>>()
+        .await;
+    health.set_serving::<DataServiceServer<DataApi>>().await;
     // grpcurl still speaks only v1alpha reflection; newer clients use v1.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -119,6 +127,13 @@ pub async fn serve(hub: Hub, listen: SocketAddr, limits: Limits) -> Result<Runni
         .max_decoding_message_size(limits.max_request_bytes)
         .max_encoding_message_size(limits.max_response_bytes);
 
+    let sharing = SharingServiceServer::new(SharingApi { hub: hub.clone() })
+        .max_decoding_message_size(limits.max_request_bytes)
+        .max_encoding_message_size(limits.max_response_bytes);
+    let data = DataServiceServer::new(DataApi { hub: hub.clone() })
+        .max_decoding_message_size(limits.max_request_bytes)
+        .max_encoding_message_size(limits.max_response_bytes);
+
     let guard = GuardLayer::new(
         limits.max_concurrent_calls,
         limits.default_deadline,
@@ -137,7 +152,9 @@ pub async fn serve(hub: Hub, listen: SocketAddr, limits: Limits) -> Result<Runni
         .add_service(reflection_v1alpha)
         .add_service(catalog)
         .add_service(identity)
-        .add_service(audit);
+        .add_service(audit)
+        .add_service(sharing)
+        .add_service(data);
 
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

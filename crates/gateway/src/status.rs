@@ -9,6 +9,7 @@ use citybrain_audit::Error as AuditError;
 use citybrain_auth::Error as AuthError;
 use citybrain_catalog::Error as CatalogError;
 use citybrain_engine::{DataProblem, Error as EngineError};
+use citybrain_governance::Error as GovError;
 use tonic::Status;
 
 /// Converts an error into the status sent to the caller, logging at the level it deserves.
@@ -18,6 +19,7 @@ pub fn to_status(err: &Error) -> Status {
         Error::Catalog(e) => catalog_status(e),
         Error::Engine(e) => engine_status(e),
         Error::Audit(e) => audit_status(e),
+        Error::Governance(e) => governance_status(e),
         Error::Denied(reason) => Status::permission_denied(reason.clone()),
         Error::Invalid { .. } => Status::invalid_argument(err.to_string()),
         Error::Internal(detail) => internal(detail),
@@ -79,6 +81,21 @@ fn catalog_status(e: &CatalogError) -> Status {
     }
 }
 
+fn governance_status(e: &GovError) -> Status {
+    match e {
+        GovError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+        GovError::NotFound { .. } => Status::not_found(e.to_string()),
+        GovError::Denied(_) => Status::permission_denied(e.to_string()),
+        GovError::Quota(_) => Status::resource_exhausted(e.to_string()),
+        GovError::Conflict(_) => Status::failed_precondition(e.to_string()),
+        GovError::Catalog(c) => catalog_status(c),
+        // Evaluation errors can quote data values (a failed cast names its input): never sent.
+        GovError::Database(_) | GovError::Arrow(_) | GovError::DataFusion(_) => {
+            internal(&e.to_string())
+        }
+    }
+}
+
 fn audit_status(e: &AuditError) -> Status {
     match e {
         AuditError::Unavailable => Status::unavailable(
@@ -101,7 +118,9 @@ fn engine_status(e: &EngineError) -> Status {
                 }
             }
         }
-        EngineError::NoDataset { .. } => Status::failed_precondition(e.to_string()),
+        EngineError::NoDataset { .. } | EngineError::NoKey { .. } => {
+            Status::failed_precondition(e.to_string())
+        }
         EngineError::Root { .. } => internal(&e.to_string()),
         EngineError::Store(inner) => {
             tracing::warn!(error = %inner, "object store failure");
