@@ -44,6 +44,146 @@ pub enum Command {
     /// Verify, search, meter and follow the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Apply for shared tables, decide applications, list and revoke grants.
+    #[command(subcommand)]
+    Sharing(SharingCommand),
+    /// Governed lookups and verification by key.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+/// `citybrain sharing …`.
+#[derive(Debug, Subcommand)]
+pub enum SharingCommand {
+    /// Apply for columns of a table (consumer token).
+    Apply {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Table name.
+        #[arg(long)]
+        table: String,
+        /// Columns, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        columns: Vec<String>,
+        /// Purpose; calls must state the same.
+        #[arg(long)]
+        purpose: String,
+        /// Business system that will use the data.
+        #[arg(long)]
+        business_system: String,
+        /// Service matter it supports.
+        #[arg(long)]
+        service_matter: String,
+        /// Period wanted, days.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// verify, read or aggregate.
+        #[arg(long, default_value = "read", value_parser = ["verify", "read", "aggregate"])]
+        mode: String,
+    },
+    /// List applications: the department's own, or (stewards, --pending) those waiting for it.
+    Applications {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Applications waiting for the caller's department to decide.
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Approve or reject a pending application (steward of the providing department).
+    Decide {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Application id.
+        application: String,
+        /// Reject instead of approving.
+        #[arg(long)]
+        reject: bool,
+        /// Reason (required to reject).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Narrow to these columns (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// Masks: `column=keep:FIRST:LAST`, `column=first_char`, `=year`, `=hash`, `=null`.
+        #[arg(long = "mask")]
+        masks: Vec<String>,
+        /// SQL condition over the table's columns.
+        #[arg(long, default_value = "")]
+        row_filter: String,
+        /// Validity in days (default: as applied).
+        #[arg(long, default_value_t = 0)]
+        days: u32,
+        /// Calls per day (0 = unlimited).
+        #[arg(long, default_value_t = 0)]
+        max_calls_per_day: u64,
+        /// Rows per day (0 = unlimited).
+        #[arg(long, default_value_t = 0)]
+        max_rows_per_day: u64,
+        /// Aggregate grants: smallest group.
+        #[arg(long, default_value_t = 0)]
+        min_group_size: u64,
+    },
+    /// List grants: held by the department, or (stewards, --on-my-tables) on its tables.
+    Grants {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Grants on the caller's department's tables.
+        #[arg(long)]
+        on_my_tables: bool,
+    },
+    /// Revoke a grant (steward of the providing department).
+    Revoke {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Grant id.
+        grant: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// `citybrain data …`.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// The granted, masked columns of the rows with a key.
+    Lookup {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Table name.
+        #[arg(long)]
+        table: String,
+        /// ID number, credit code or address id.
+        #[arg(long)]
+        key: String,
+        /// The grant's purpose.
+        #[arg(long)]
+        purpose: String,
+    },
+    /// Check claimed values for a key: match / no match per field, no data returned.
+    Verify {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Table name.
+        #[arg(long)]
+        table: String,
+        /// ID number, credit code or address id.
+        #[arg(long)]
+        key: String,
+        /// The grant's purpose.
+        #[arg(long)]
+        purpose: String,
+        /// Claims as `column=value` (repeatable).
+        #[arg(long = "claim", required = true)]
+        claims: Vec<String>,
+    },
 }
 
 /// `citybrain audit …`.

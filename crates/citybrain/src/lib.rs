@@ -7,6 +7,7 @@ pub mod cli;
 mod commands;
 mod error;
 pub mod hub;
+mod sharing_cmd;
 
 pub use commands::parse_ttl;
 pub use error::{Error, Result};
@@ -36,6 +37,8 @@ pub fn main() -> ExitCode {
             cli::Command::Token(a) => commands::token(a),
             cli::Command::Whoami(c) => commands::whoami(c).await,
             cli::Command::Audit(c) => audit_cmd::run(c).await,
+            cli::Command::Sharing(c) => sharing_cmd::sharing(c).await,
+            cli::Command::Data(c) => sharing_cmd::data(c).await,
         }
     });
     match outcome {
