@@ -347,3 +347,70 @@ async fn a_failing_log_fails_closed() {
         .into_inner();
     assert!(v.ok, "{}", v.failure);
 }
+
+#[tokio::test]
+async fn auditors_ask_their_own_questions_in_sql() {
+    let hub = TestHub::demo().await;
+    let consumer = hub.token("civil-affairs", Role::Consumer);
+    let auditor = hub.token("audit", Role::Auditor);
+    let mut catalog = hub.catalog().await;
+    for _ in 0..3 {
+        catalog
+            .get_stats(authed(&consumer, pb::GetStatsRequest {}))
+            .await
+            .unwrap();
+    }
+    catalog
+        .get_stats(Request::new(pb::GetStatsRequest {}))
+        .await
+        .unwrap_err();
+    let mut audit = AuditServiceClient::new(hub.channel().await);
+    let q = |sql: &str| pb::QueryAuditRequest {
+        sql: sql.into(),
+        max_rows: 0,
+    };
+    let r = audit
+        .query_sql(authed(
+            &auditor,
+            q("SELECT department, outcome, count(*) AS n FROM calls \
+               WHERE method = 'CatalogService/GetStats' GROUP BY department, outcome ORDER BY department"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.columns, vec!["department", "outcome", "n"]);
+    let rows: Vec<Vec<String>> = r
+        .rows
+        .iter()
+        .map(|row| row.values.iter().map(|v| v.value.clone()).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            vec!["".to_owned(), "unauthenticated".into(), "1".into()],
+            vec!["civil-affairs".into(), "ok".into(), "3".into()]
+        ]
+    );
+
+    for bad in [
+        "CREATE TABLE x AS SELECT 1",
+        "COPY (SELECT * FROM calls) TO '/tmp/leak.csv'",
+        "SET datafusion.execution.batch_size = 1",
+        "SELECT * FROM audit_lines",
+        "SELECT * FROM information_schema.tables",
+        "SELECT * FROM '/etc/passwd'",
+    ] {
+        let err = audit.query_sql(authed(&auditor, q(bad))).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Code::InvalidArgument,
+            "{bad}: {}",
+            err.message()
+        );
+    }
+    let err = audit
+        .query_sql(authed(&consumer, q("SELECT 1")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}

@@ -344,6 +344,11 @@ impl AuditLog {
         verify_dir(&self.shared.dir, &self.shared.key, None)
     }
 
+    /// The directory of the segment files (for read-only SQL over the log).
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
     /// What recovery found at open.
     pub fn recovery(&self) -> &Recovery {
         &self.shared.recovery

@@ -89,6 +89,36 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
             );
             Ok(())
         }
+        AuditCommand::Sql {
+            client,
+            query,
+            max_rows,
+        } => {
+            let mut api = AuditServiceClient::new(channel(&client).await?);
+            let r = api
+                .query_sql(authed(
+                    &client,
+                    pb::QueryAuditRequest {
+                        sql: query,
+                        max_rows,
+                    },
+                )?)
+                .await?
+                .into_inner();
+            println!("{}", r.columns.join("\t"));
+            for row in &r.rows {
+                let v: Vec<&str> = row
+                    .values
+                    .iter()
+                    .map(|v| if v.is_null { "NULL" } else { v.value.as_str() })
+                    .collect();
+                println!("{}", v.join("\t"));
+            }
+            if r.truncated {
+                println!("(more rows than --max-rows {max_rows})");
+            }
+            Ok(())
+        }
         AuditCommand::Tail { client, department } => {
             let mut api = AuditServiceClient::new(channel(&client).await?);
             let mut stream = api

@@ -232,6 +232,17 @@ pub enum AuditCommand {
         #[arg(long)]
         to_day: Option<String>,
     },
+    /// Run one SELECT over the log's `calls` view (auditor token).
+    Sql {
+        /// Connection.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The query, e.g. "SELECT department, count(*) FROM calls GROUP BY department".
+        query: String,
+        /// Most rows to return.
+        #[arg(long, default_value_t = 1000)]
+        max_rows: u32,
+    },
     /// Follow new records as they become durable (auditor token).
     Tail {
         /// Connection.

@@ -200,6 +200,27 @@ impl AuditApi {
     }
 }
 
+impl AuditApi {
+    async fn query(
+        &self,
+        req: Request<pb::QueryAuditRequest>,
+        ctx: &CallContext,
+    ) -> Result<pb::QueryAuditResponse> {
+        require_auditor(&self.hub.principal(&req)?)?;
+        let r = req.into_inner();
+        if r.max_rows > crate::audit_sql::MAX_ROWS {
+            return Err(Error::invalid(
+                "max_rows",
+                format!("at most {}", crate::audit_sql::MAX_ROWS),
+            ));
+        }
+        let max = if r.max_rows == 0 { 1000 } else { r.max_rows };
+        let out = crate::audit_sql::query(self.hub.audit.dir(), &r.sql, max).await?;
+        ctx.rows(out.rows.len() as u64);
+        Ok(out)
+    }
+}
+
 type Tail = Pin<Box<dyn Stream<Item = Result<pb::CallRecord, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -226,6 +247,14 @@ impl AuditService for AuditApi {
     ) -> Result<Response<pb::VerifyLogResponse>, Status> {
         let ctx = CallContext::of(&req);
         respond(&ctx, self.verify(req, &ctx).await)
+    }
+
+    async fn query_sql(
+        &self,
+        req: Request<pb::QueryAuditRequest>,
+    ) -> Result<Response<pb::QueryAuditResponse>, Status> {
+        let ctx = CallContext::of(&req);
+        respond(&ctx, self.query(req, &ctx).await)
     }
 
     type TailCallsStream = Tail;

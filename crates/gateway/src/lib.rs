@@ -10,6 +10,7 @@
 //! The domain crates never see prost types: conversion lives in `convert`, and the one mapping
 //! from errors to statuses lives in `status`.
 
+mod audit_sql;
 mod audit_svc;
 mod call;
 mod catalog_svc;

@@ -1,0 +1,155 @@
+//! SQL over the audit log for auditors: the segment files read as newline-delimited JSON by
+//! DataFusion, exposed as one view `calls`. Queries only (no DDL, DML or statements), no
+//! information schema, no URL tables, bounded memory.
+
+use crate::{Error, Result};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema};
+use citybrain_proto::v1 as pb;
+use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{JsonReadOptions, SQLOptions, SessionConfig, SessionContext};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Memory one audit query may use.
+const MEMORY_LIMIT: usize = 256 * 1024 * 1024;
+/// Most rows one answer carries.
+pub(crate) const MAX_ROWS: u32 = 10_000;
+
+fn lines_schema() -> Schema {
+    let list = || DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    Schema::new(vec![
+        Field::new("seq", DataType::UInt64, true),
+        Field::new("kind", DataType::Utf8, true),
+        Field::new("call_id", DataType::Utf8, true),
+        Field::new("time_us", DataType::Int64, true),
+        Field::new("dept", DataType::Utf8, true),
+        Field::new("subject", DataType::Utf8, true),
+        Field::new("role", DataType::Utf8, true),
+        Field::new("method", DataType::Utf8, true),
+        Field::new("tables", list(), true),
+        Field::new("columns", list(), true),
+        Field::new("grant_id", DataType::Utf8, true),
+        Field::new("purpose", DataType::Utf8, true),
+        Field::new("key_hashes", list(), true),
+        Field::new("rows", DataType::UInt64, true),
+        Field::new("bytes", DataType::UInt64, true),
+        Field::new("outcome", DataType::Utf8, true),
+        Field::new("code", DataType::Int32, true),
+        Field::new("latency_us", DataType::UInt64, true),
+        Field::new("hash", DataType::Utf8, true),
+    ])
+}
+
+fn sql_error(e: DataFusionError) -> Error {
+    match e {
+        DataFusionError::ResourcesExhausted(_) => {
+            Error::Denied("the query needs more memory than an audit query may use".into())
+        }
+        other => Error::invalid(
+            "sql",
+            other
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        ),
+    }
+}
+
+/// Runs one auditor query over the log in `dir`.
+pub(crate) async fn query(dir: &Path, sql: &str, max_rows: u32) -> Result<pb::QueryAuditResponse> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(MEMORY_LIMIT, 1.0)
+        .build_arc()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let config = SessionConfig::new()
+        .with_target_partitions(2)
+        .with_information_schema(false);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let schema = lines_schema();
+    let opts = JsonReadOptions {
+        schema: Some(&schema),
+        file_extension: ".log",
+        ..Default::default()
+    };
+    let url = format!("{}/", dir.display());
+    ctx.register_json("audit_lines", &url, opts)
+        .await
+        .map_err(|e| Error::Internal(format!("audit log as a table: {e}")))?;
+    let view = ctx
+        .sql(
+            "SELECT seq, call_id, time_us, dept AS department, subject, role, method, tables, \
+             columns, grant_id, purpose, key_hashes, rows, bytes, outcome, code, latency_us, hash \
+             FROM audit_lines WHERE kind = 'call'",
+        )
+        .await
+        .map(|df| df.into_view())
+        .map_err(|e| Error::Internal(format!("audit view: {e}")))?;
+    ctx.register_table("calls", view)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    ctx.deregister_table("audit_lines")
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = ctx
+        .sql_with_options(sql, options)
+        .await
+        .map_err(sql_error)?;
+    let batches: Vec<RecordBatch> = df
+        .limit(0, Some(max_rows as usize + 1))
+        .map_err(sql_error)?
+        .collect()
+        .await
+        .map_err(sql_error)?;
+    let columns: Vec<String> = batches
+        .first()
+        .map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut rows = Vec::new();
+    for b in &batches {
+        let texts = b
+            .columns()
+            .iter()
+            .map(|c| cast(c, &DataType::Utf8).map_err(|e| Error::invalid("sql", e.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        for i in 0..b.num_rows() {
+            rows.push(pb::Row {
+                values: texts
+                    .iter()
+                    .zip(&columns)
+                    .map(|(t, name)| {
+                        let s = t.as_string::<i32>();
+                        pb::Value {
+                            column: name.clone(),
+                            value: if s.is_null(i) {
+                                String::new()
+                            } else {
+                                s.value(i).to_owned()
+                            },
+                            is_null: s.is_null(i),
+                        }
+                    })
+                    .collect(),
+            });
+        }
+    }
+    let truncated = rows.len() > max_rows as usize;
+    rows.truncate(max_rows as usize);
+    Ok(pb::QueryAuditResponse {
+        columns,
+        rows,
+        truncated,
+    })
+}
