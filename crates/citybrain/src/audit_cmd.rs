@@ -105,15 +105,7 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
                 )?)
                 .await?
                 .into_inner();
-            println!("{}", r.columns.join("\t"));
-            for row in &r.rows {
-                let v: Vec<&str> = row
-                    .values
-                    .iter()
-                    .map(|v| if v.is_null { "NULL" } else { v.value.as_str() })
-                    .collect();
-                println!("{}", v.join("\t"));
-            }
+            crate::commands::print_rows(&r.columns, &r.rows);
             if r.truncated {
                 println!("(more rows than --max-rows {max_rows})");
             }

@@ -364,6 +364,19 @@ pub async fn catalog(cmd: CatalogCommand) -> Result<()> {
     }
 }
 
+/// Prints rows as tab-separated text under a header line.
+pub(crate) fn print_rows(columns: &[String], rows: &[pb::Row]) {
+    println!("{}", columns.join("\t"));
+    for row in rows {
+        let v: Vec<&str> = row
+            .values
+            .iter()
+            .map(|v| if v.is_null { "NULL" } else { v.value.as_str() })
+            .collect();
+        println!("{}", v.join("\t"));
+    }
+}
+
 fn read_spec(path: &std::path::Path) -> Result<pb::TableSpec> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         what: format!("read {}", path.display()),

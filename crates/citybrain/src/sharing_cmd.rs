@@ -233,15 +233,7 @@ pub async fn data(cmd: DataCommand) -> Result<()> {
                 )?)
                 .await?
                 .into_inner();
-            println!("{}", r.columns.join("\t"));
-            for row in &r.rows {
-                let v: Vec<&str> = row
-                    .values
-                    .iter()
-                    .map(|v| if v.is_null { "NULL" } else { v.value.as_str() })
-                    .collect();
-                println!("{}", v.join("\t"));
-            }
+            crate::commands::print_rows(&r.columns, &r.rows);
             println!("{} rows (grant {})", r.rows.len(), r.grant_id);
         }
         DataCommand::Verify {

@@ -2,9 +2,9 @@
 //! DataFusion, exposed as one view `calls`. Queries only (no DDL, DML or statements), no
 //! information schema, no URL tables, bounded memory.
 
+use crate::convert::rows_to_wire;
 use crate::{Error, Result};
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::cast;
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema};
 use citybrain_proto::v1 as pb;
 use datafusion::error::DataFusionError;
@@ -119,31 +119,7 @@ pub(crate) async fn query(dir: &Path, sql: &str, max_rows: u32) -> Result<pb::Qu
         .unwrap_or_default();
     let mut rows = Vec::new();
     for b in &batches {
-        let texts = b
-            .columns()
-            .iter()
-            .map(|c| cast(c, &DataType::Utf8).map_err(|e| Error::invalid("sql", e.to_string())))
-            .collect::<Result<Vec<_>>>()?;
-        for i in 0..b.num_rows() {
-            rows.push(pb::Row {
-                values: texts
-                    .iter()
-                    .zip(&columns)
-                    .map(|(t, name)| {
-                        let s = t.as_string::<i32>();
-                        pb::Value {
-                            column: name.clone(),
-                            value: if s.is_null(i) {
-                                String::new()
-                            } else {
-                                s.value(i).to_owned()
-                            },
-                            is_null: s.is_null(i),
-                        }
-                    })
-                    .collect(),
-            });
-        }
+        rows_to_wire(b, &mut rows)?;
     }
     let truncated = rows.len() > max_rows as usize;
     rows.truncate(max_rows as usize);

@@ -143,6 +143,39 @@ pub(crate) fn table_to(e: &TableEntry, data: &DataView) -> pb::Table {
     }
 }
 
+/// Rows of a batch as wire rows of text values (dates as YYYY-MM-DD), appended to `out`.
+pub(crate) fn rows_to_wire(b: &arrow::array::RecordBatch, out: &mut Vec<pb::Row>) -> Result<()> {
+    use arrow::array::{Array, AsArray};
+    let schema = b.schema();
+    let texts = b
+        .columns()
+        .iter()
+        .map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(citybrain_governance::Error::from)?;
+    for i in 0..b.num_rows() {
+        out.push(pb::Row {
+            values: texts
+                .iter()
+                .zip(schema.fields())
+                .map(|(t, f)| {
+                    let s = t.as_string::<i32>();
+                    pb::Value {
+                        column: f.name().clone(),
+                        value: if s.is_null(i) {
+                            String::new()
+                        } else {
+                            s.value(i).to_owned()
+                        },
+                        is_null: s.is_null(i),
+                    }
+                })
+                .collect(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 //! then apply the compiled policy (row filter on raw values, then granted columns, masked).
 
 use crate::call::CallContext;
+use crate::convert::rows_to_wire;
 use crate::hub::Hub;
 use crate::status::respond;
 use crate::{Error, Result};
@@ -150,32 +151,7 @@ impl DataApi {
             .collect();
         let mut rows = Vec::new();
         for b in &raw {
-            let out = policy.apply(b)?;
-            let cols = out
-                .columns()
-                .iter()
-                .map(texts)
-                .collect::<Result<Vec<_>>>()?;
-            for i in 0..out.num_rows() {
-                rows.push(pb::Row {
-                    values: cols
-                        .iter()
-                        .zip(&columns)
-                        .map(|(c, name)| {
-                            let s = c.as_string::<i32>();
-                            pb::Value {
-                                column: name.clone(),
-                                value: if s.is_null(i) {
-                                    String::new()
-                                } else {
-                                    s.value(i).to_owned()
-                                },
-                                is_null: s.is_null(i),
-                            }
-                        })
-                        .collect(),
-                });
-            }
+            rows_to_wire(&policy.apply(b)?, &mut rows)?;
         }
         ctx.columns(columns.clone());
         ctx.rows(rows.len() as u64);
