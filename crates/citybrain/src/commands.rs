@@ -49,6 +49,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         listen: args.listen,
         limits,
         audit_faults: None,
+        audit_sink: None,
     };
     let signals = ShutdownSignals::register()?;
     let started = hub::start(&opts).await?;

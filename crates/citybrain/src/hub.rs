@@ -30,7 +30,7 @@ pub const AUDIT_HMAC: &str = "audit-hmac";
 pub const MASK_SECRET: &str = "mask-hmac";
 
 /// Everything `serve` needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HubOptions {
     /// State directory.
     pub data_dir: PathBuf,
@@ -44,6 +44,8 @@ pub struct HubOptions {
     pub limits: Limits,
     /// Failure injection for the audit log (tests of the fail-closed path).
     pub audit_faults: Option<Arc<Faults>>,
+    /// Send call records elsewhere than the audit log (benchmarks only).
+    pub audit_sink: Option<Arc<dyn citybrain_gateway::AuditSink>>,
 }
 
 impl HubOptions {
@@ -56,6 +58,7 @@ impl HubOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             limits: Limits::default(),
             audit_faults: None,
+            audit_sink: None,
         }
     }
 }
@@ -130,7 +133,7 @@ pub async fn start(opts: &HubOptions) -> Result<Started> {
     );
     let mask_secret = citybrain_auth::secret(&opts.data_dir.join(KEYS_DIR), MASK_SECRET)?;
     tracing::info!(data_root = %root.url(), keys = keys.len(), "hub state opened");
-    let hub = Hub::new(
+    let mut hub = Hub::new(
         catalog,
         Arc::new(Engine::new(root)),
         Authenticator::new(keys),
@@ -138,6 +141,9 @@ pub async fn start(opts: &HubOptions) -> Result<Started> {
         governance,
         mask_secret,
     );
+    if let Some(sink) = &opts.audit_sink {
+        hub = hub.with_audit_sink(sink.clone());
+    }
     let server = citybrain_gateway::serve(hub, opts.listen, opts.limits.clone()).await?;
     Ok(Started {
         server,

@@ -44,13 +44,39 @@ impl Counters {
     }
 }
 
+/// Where the guard sends call records. The hub uses its durable [`AuditLog`]; benchmarks may
+/// measure against a sink of their own.
+pub trait AuditSink: Send + Sync + 'static {
+    /// Whether the sink refuses records (the hub then refuses calls).
+    fn is_failed(&self) -> bool;
+    /// Records one call and resolves when the record is durable.
+    fn append(&self, entry: Entry) -> BoxFuture<'static, citybrain_audit::Result<u64>>;
+    /// Records one call without waiting; false when the sink refuses.
+    fn submit(&self, entry: Entry) -> bool;
+}
+
+impl AuditSink for AuditLog {
+    fn is_failed(&self) -> bool {
+        AuditLog::is_failed(self)
+    }
+
+    fn append(&self, entry: Entry) -> BoxFuture<'static, citybrain_audit::Result<u64>> {
+        let log = self.clone();
+        async move { log.append(entry).await }.boxed()
+    }
+
+    fn submit(&self, entry: Entry) -> bool {
+        AuditLog::submit(self, entry)
+    }
+}
+
 /// Builds [`Guard`] services.
 #[derive(Clone)]
 pub(crate) struct GuardLayer {
     permits: Arc<Semaphore>,
     deadline: Duration,
     counters: Arc<Counters>,
-    audit: AuditLog,
+    audit: Arc<dyn AuditSink>,
 }
 
 impl GuardLayer {
@@ -58,7 +84,7 @@ impl GuardLayer {
         max_concurrent: usize,
         deadline: Duration,
         counters: Arc<Counters>,
-        audit: AuditLog,
+        audit: Arc<dyn AuditSink>,
     ) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
@@ -140,7 +166,7 @@ fn unrecorded() -> http::Response<Body> {
 /// The audit record of a call in flight. Dropped before it is taken (the client went away and
 /// tonic dropped the call), it still records the call, as cancelled.
 struct Pending {
-    audit: AuditLog,
+    audit: Arc<dyn AuditSink>,
     ctx: Arc<CallContext>,
     method: String,
     call_id: String,
@@ -330,8 +356,13 @@ mod tests {
             }
             Ok::<_, Infallible>(http::Response::new(Body::empty()))
         });
-        let mut guard =
-            GuardLayer::new(4, Duration::from_secs(5), counters.clone(), log.clone()).layer(svc);
+        let mut guard = GuardLayer::new(
+            4,
+            Duration::from_secs(5),
+            counters.clone(),
+            Arc::new(log.clone()),
+        )
+        .layer(svc);
         let mut bad = request();
         bad.headers_mut()
             .insert("boom", http::HeaderValue::from_static("1"));
@@ -355,8 +386,13 @@ mod tests {
                 Ok::<_, Infallible>(http::Response::new(Body::empty()))
             }
         });
-        let mut guard =
-            GuardLayer::new(1, Duration::from_secs(5), counters.clone(), log.clone()).layer(svc);
+        let mut guard = GuardLayer::new(
+            1,
+            Duration::from_secs(5),
+            counters.clone(),
+            Arc::new(log.clone()),
+        )
+        .layer(svc);
         let first = tokio::spawn(guard.call(request()));
         tokio::task::yield_now().await;
         let res = guard.call(request()).await.unwrap();
@@ -387,8 +423,13 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Ok::<_, Infallible>(http::Response::new(Body::empty()))
         });
-        let mut guard =
-            GuardLayer::new(4, Duration::from_millis(20), counters.clone(), log.clone()).layer(svc);
+        let mut guard = GuardLayer::new(
+            4,
+            Duration::from_millis(20),
+            counters.clone(),
+            Arc::new(log.clone()),
+        )
+        .layer(svc);
         let res = guard.call(request()).await.unwrap();
         assert_eq!(status_of(&res), Code::DeadlineExceeded);
         // A client that goes away: tonic drops the call's future.
@@ -405,8 +446,13 @@ mod tests {
         let svc = tower::service_fn(|_req: http::Request<Body>| async move {
             Ok::<_, Infallible>(http::Response::new(Body::empty()))
         });
-        let mut guard =
-            GuardLayer::new(4, Duration::from_secs(5), counters.clone(), log.clone()).layer(svc);
+        let mut guard = GuardLayer::new(
+            4,
+            Duration::from_secs(5),
+            counters.clone(),
+            Arc::new(log.clone()),
+        )
+        .layer(svc);
         assert_eq!(status_of(&guard.call(request()).await.unwrap()), Code::Ok);
         faults.fail_sync.store(true, Ordering::SeqCst);
         assert_eq!(

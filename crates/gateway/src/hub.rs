@@ -1,7 +1,7 @@
 //! The hub's state shared by every service: catalog, engine, sign-in and counters.
 
 use crate::call::CallContext;
-use crate::guard::Counters;
+use crate::guard::{AuditSink, Counters};
 use crate::{Error, Result};
 use citybrain_audit::AuditLog;
 use citybrain_auth::{Authenticator, Principal};
@@ -20,6 +20,7 @@ pub struct Hub {
     pub(crate) audit: AuditLog,
     pub(crate) governance: Arc<Governance>,
     pub(crate) mask_secret: [u8; 32],
+    pub(crate) sink: Arc<dyn AuditSink>,
 }
 
 impl Hub {
@@ -37,10 +38,18 @@ impl Hub {
             engine,
             auth,
             counters: Arc::new(Counters::default()),
+            sink: Arc::new(audit.clone()),
             audit,
             governance,
             mask_secret,
         }
+    }
+
+    /// Sends call records to another sink than the audit log. For benchmarks that compare the
+    /// durable log with a sink of their own; a hub that serves departments never does this.
+    pub fn with_audit_sink(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.sink = sink;
+        self
     }
 
     /// The audit log.

@@ -23,7 +23,7 @@ mod server;
 mod sharing_svc;
 mod status;
 
-pub use guard::Counters;
+pub use guard::{AuditSink, Counters};
 pub use hub::Hub;
 pub use server::{Limits, RunningServer, serve};
 pub use status::to_status;

@@ -138,7 +138,7 @@ pub async fn serve(hub: Hub, listen: SocketAddr, limits: Limits) -> Result<Runni
         limits.max_concurrent_calls,
         limits.default_deadline,
         hub.counters.clone(),
-        hub.audit.clone(),
+        hub.sink.clone(),
     );
     let router = Server::builder()
         .max_concurrent_streams(limits.max_concurrent_streams)

@@ -1,0 +1,303 @@
+//! End to end: governed `Lookup` throughput and latency through real gRPC with the durable audit
+//! log, beside the same hub whose records go to an in-memory sink defined only here. Both hubs
+//! serve copies of the same data and grant, in the same run, alternating, so the ratio is what
+//! durability costs.
+//!
+//! `cargo bench -p citybrain-benches --bench lookup_e2e` (env: CITYBRAIN_BENCH_PERSONS, default
+//! 200000; CITYBRAIN_BENCH_SECS per round, default 4; CITYBRAIN_BENCH_CLIENTS, default 32).
+
+use arrow::array::{Array, AsArray};
+use citybrain::hub::{self, HubOptions};
+use citybrain_audit::Entry;
+use citybrain_gateway::AuditSink;
+use citybrain_governance::{ApplyRequest, Decision, Governance, Mask, Mode};
+use citybrain_proto::v1 as pb;
+use citybrain_proto::v1::data_service_client::DataServiceClient;
+use futures::future::BoxFuture;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const PURPOSE: &str = "最低生活保障资格审核";
+
+/// The baseline sink: counts records, keeps nothing, never waits.
+struct MemorySink(AtomicU64);
+
+impl AuditSink for MemorySink {
+    fn is_failed(&self) -> bool {
+        false
+    }
+    fn append(&self, _entry: Entry) -> BoxFuture<'static, citybrain_audit::Result<u64>> {
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async move { Ok(n) })
+    }
+    fn submit(&self, _entry: Entry) -> bool {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+}
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+fn keys(tables: &Path, n: usize) -> Vec<String> {
+    let dir = tables.join("population/residents");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(f).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for b in reader {
+            let b = b.unwrap();
+            let ids = b.column(0).as_string::<i32>();
+            let step = (ids.len() / 64).max(1);
+            out.extend(
+                (0..ids.len())
+                    .step_by(step)
+                    .map(|i| ids.value(i).to_owned()),
+            );
+            if out.len() >= n {
+                return out;
+            }
+        }
+    }
+    out
+}
+
+struct Round {
+    calls: u64,
+    errors: u64,
+    secs: f64,
+    latencies_us: Vec<u64>,
+}
+
+async fn load(
+    url: String,
+    token: String,
+    keys: Arc<Vec<String>>,
+    clients: u64,
+    secs: u64,
+) -> Round {
+    let channel = tonic::transport::Channel::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let stop = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (channel, token, keys) = (channel.clone(), token.clone(), keys.clone());
+            tokio::spawn(async move {
+                let mut api = DataServiceClient::new(channel);
+                let (mut lat, mut errors, mut i) = (Vec::new(), 0u64, c as usize * 7919);
+                while Instant::now() < stop {
+                    i = (i + 104_729) % keys.len();
+                    let mut req = tonic::Request::new(pb::LookupRequest {
+                        table: "population.residents".into(),
+                        key: keys[i].clone(),
+                        purpose: PURPOSE.into(),
+                    });
+                    req.metadata_mut()
+                        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+                    let t = Instant::now();
+                    match api.lookup(req).await {
+                        Ok(_) => lat.push(t.elapsed().as_micros() as u64),
+                        Err(_) => errors += 1,
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut round = Round {
+        calls: 0,
+        errors: 0,
+        secs: 0.0,
+        latencies_us: Vec::new(),
+    };
+    for t in tasks {
+        let (lat, errors) = t.await.unwrap();
+        round.calls += lat.len() as u64;
+        round.errors += errors;
+        round.latencies_us.extend(lat);
+    }
+    round.secs = start.elapsed().as_secs_f64();
+    round
+}
+
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p) as usize] as f64 / 1000.0
+}
+
+fn main() {
+    let persons = env("CITYBRAIN_BENCH_PERSONS", 200_000);
+    let secs = env("CITYBRAIN_BENCH_SECS", 4);
+    let clients = env("CITYBRAIN_BENCH_CLIENTS", 32);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let base = tempfile::tempdir().unwrap();
+        let (a, b) = (base.path().join("durable"), base.path().join("memory"));
+        hub::prepare_demo(&a, persons, None).unwrap();
+        {
+            let catalog = Arc::new(hub::open_catalog(&a).unwrap());
+            let gov = Governance::open(&a.join(hub::CATALOG_FILE), catalog).unwrap();
+            let (app, _) = gov
+                .apply(
+                    "civil-affairs",
+                    "bench",
+                    ApplyRequest {
+                        table: "population.residents".into(),
+                        columns: vec![
+                            "id_number".into(),
+                            "name".into(),
+                            "birth_date".into(),
+                            "town".into(),
+                        ],
+                        purpose: PURPOSE.into(),
+                        business_system: "bench".into(),
+                        service_matter: "bench".into(),
+                        days: 30,
+                        mode: Mode::Read,
+                    },
+                )
+                .unwrap();
+            let d = Decision {
+                approve: true,
+                reason: "bench".into(),
+                columns: vec![],
+                masks: vec![
+                    ("id_number".into(), Mask::Keep { first: 6, last: 4 }),
+                    ("name".into(), Mask::FirstChar),
+                ],
+                row_filter: None,
+                days: 0,
+                max_calls_per_day: 0,
+                max_rows_per_day: 0,
+                min_group_size: 0,
+            };
+            gov.decide("public-security", "bench", &app.id, d).unwrap();
+        }
+        copy_dir(&a, &b);
+        let keys = Arc::new(keys(&a.join(hub::TABLES_DIR), 5_000));
+        let durable = hub::start(&HubOptions::new(&a)).await.unwrap();
+        let mut opts = HubOptions::new(&b);
+        opts.audit_sink = Some(Arc::new(MemorySink(AtomicU64::new(0))));
+        let memory = hub::start(&opts).await.unwrap();
+        let token = durable
+            .issuer
+            .mint(
+                "civil-affairs",
+                citybrain_types::Role::Consumer,
+                "bench",
+                3600,
+            )
+            .unwrap();
+        let token_b = memory
+            .issuer
+            .mint(
+                "civil-affairs",
+                citybrain_types::Role::Consumer,
+                "bench",
+                3600,
+            )
+            .unwrap();
+        let urls = [
+            (
+                "durable audit log",
+                format!("http://{}", durable.server.local_addr()),
+                token,
+            ),
+            (
+                "in-memory sink",
+                format!("http://{}", memory.server.local_addr()),
+                token_b,
+            ),
+        ];
+        let mut results: Vec<(&str, Round)> = Vec::new();
+        // Warm both, then alternate so drift hits both alike.
+        for (_, url, t) in &urls {
+            load(url.clone(), t.clone(), keys.clone(), clients, 1).await;
+        }
+        for _ in 0..2 {
+            for (label, url, t) in &urls {
+                results.push((
+                    label,
+                    load(url.clone(), t.clone(), keys.clone(), clients, secs).await,
+                ));
+            }
+        }
+        println!("lookup_e2e: {persons} residents, {clients} clients, 2 x {secs} s per sink");
+        println!(
+            "{:<20} {:>10} {:>8} {:>9} {:>9} {:>9} {:>7}",
+            "sink", "lookups/s", "calls", "p50 ms", "p99 ms", "p99.9 ms", "errors"
+        );
+        let mut summary = Vec::new();
+        for label in ["durable audit log", "in-memory sink"] {
+            let rounds: Vec<&Round> = results
+                .iter()
+                .filter(|(l, _)| *l == label)
+                .map(|(_, r)| r)
+                .collect();
+            let calls: u64 = rounds.iter().map(|r| r.calls).sum();
+            let secs_total: f64 = rounds.iter().map(|r| r.secs).sum();
+            let errors: u64 = rounds.iter().map(|r| r.errors).sum();
+            let mut lat: Vec<u64> = rounds
+                .iter()
+                .flat_map(|r| r.latencies_us.iter().copied())
+                .collect();
+            lat.sort_unstable();
+            let rate = calls as f64 / secs_total;
+            println!(
+                "{:<20} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+                label,
+                rate,
+                calls,
+                pct(&lat, 0.5),
+                pct(&lat, 0.99),
+                pct(&lat, 0.999),
+                errors
+            );
+            summary.push((rate, pct(&lat, 0.99)));
+        }
+        println!(
+            "durable / in-memory throughput: {:.3}; p99 added by durability: {:.2} ms",
+            summary[0].0 / summary[1].0,
+            summary[0].1 - summary[1].1
+        );
+        durable.shutdown().await.unwrap();
+        memory.server.shutdown().await.unwrap();
+    });
+}
