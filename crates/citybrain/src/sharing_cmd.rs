@@ -85,6 +85,12 @@ fn print_grant(g: &pb::Grant) {
     );
 }
 
+/// An application and the grant it produced, if any.
+fn print_outcome(app: Option<&pb::Application>, grant: Option<&pb::Grant>) {
+    app.into_iter().for_each(print_app);
+    grant.into_iter().for_each(print_grant);
+}
+
 /// Runs a sharing subcommand.
 pub async fn sharing(cmd: SharingCommand) -> Result<()> {
     match cmd {
@@ -114,12 +120,7 @@ pub async fn sharing(cmd: SharingCommand) -> Result<()> {
                 )?)
                 .await?
                 .into_inner();
-            if let Some(a) = &r.application {
-                print_app(a);
-            }
-            if let Some(g) = &r.grant {
-                print_grant(g);
-            }
+            print_outcome(r.application.as_ref(), r.grant.as_ref());
         }
         SharingCommand::Applications { client, pending } => {
             let mut api = SharingServiceClient::new(channel(&client).await?);
@@ -170,12 +171,7 @@ pub async fn sharing(cmd: SharingCommand) -> Result<()> {
                 )?)
                 .await?
                 .into_inner();
-            if let Some(a) = &r.application {
-                print_app(a);
-            }
-            if let Some(g) = &r.grant {
-                print_grant(g);
-            }
+            print_outcome(r.application.as_ref(), r.grant.as_ref());
         }
         SharingCommand::Grants {
             client,

@@ -52,6 +52,14 @@ impl CatalogApi {
         }
     }
 
+    /// The catalog entry of a named table, noted as the call's table.
+    async fn entry(&self, name: String, ctx: &CallContext) -> Result<TableEntry> {
+        checked_name(&name)?;
+        ctx.tables([name.clone()]);
+        let catalog = self.hub.catalog.clone();
+        self.hub.blocking(move || catalog.get(&name)).await
+    }
+
     async fn view(&self, e: &TableEntry) -> pb::Table {
         table_to(e, &self.data_view(&e.manifest).await)
     }
@@ -130,11 +138,7 @@ impl CatalogApi {
         ctx: &CallContext,
     ) -> Result<pb::GetTableResponse> {
         self.hub.principal(&req)?;
-        let name = req.into_inner().name;
-        checked_name(&name)?;
-        ctx.tables([name.clone()]);
-        let catalog = self.hub.catalog.clone();
-        let entry = self.hub.blocking(move || catalog.get(&name)).await?;
+        let entry = self.entry(req.into_inner().name, ctx).await?;
         ctx.rows(1);
         Ok(pb::GetTableResponse {
             table: Some(self.view(&entry).await),
@@ -195,11 +199,7 @@ impl CatalogApi {
         ctx: &CallContext,
     ) -> Result<pb::GetTableDataResponse> {
         self.hub.principal(&req)?;
-        let name = req.into_inner().name;
-        checked_name(&name)?;
-        ctx.tables([name.clone()]);
-        let catalog = self.hub.catalog.clone();
-        let entry = self.hub.blocking(move || catalog.get(&name)).await?;
+        let entry = self.entry(req.into_inner().name, ctx).await?;
         let info = self.hub.engine.table_data(&entry.manifest).await?;
         ctx.rows(1);
         Ok(pb::GetTableDataResponse {
