@@ -341,6 +341,16 @@ pub struct LimitArgs {
     /// HTTP/2 header list size in bytes.
     #[arg(long, env = "CITYBRAIN_MAX_HEADER_LIST_BYTES", default_value_t = 16 * 1024)]
     pub max_header_list_bytes: u32,
+    /// Memory one governed SQL query may use, in MiB (sorts and joins spill within it).
+    #[arg(long, env = "CITYBRAIN_SQL_MEMORY_MIB", default_value_t = 512)]
+    pub sql_memory_mib: usize,
+    /// Largest answer one governed SQL query may return, in MiB.
+    #[arg(long, env = "CITYBRAIN_SQL_ANSWER_MIB", default_value_t = 64)]
+    pub sql_answer_mib: usize,
+    /// Parquet metadata kept in memory for SQL, in MiB (size it to the data: ~54 MiB per
+    /// 100 million residents).
+    #[arg(long, env = "CITYBRAIN_SQL_METADATA_CACHE_MIB", default_value_t = 256)]
+    pub sql_metadata_cache_mib: usize,
 }
 
 /// `citybrain datagen`.

@@ -4,7 +4,7 @@ use crate::Result;
 use crate::cli::{CatalogCommand, ClientArgs, DatagenArgs, ServeArgs, TokenArgs};
 use crate::error::Error;
 use crate::hub::{self, DEMO_CALLERS, HubOptions};
-use citybrain_gateway::Limits;
+use citybrain_gateway::{Limits, SqlLimits};
 use citybrain_proto::v1 as pb;
 use citybrain_proto::v1::catalog_service_client::CatalogServiceClient;
 use citybrain_proto::v1::identity_service_client::IdentityServiceClient;
@@ -50,6 +50,12 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         limits,
         audit_faults: None,
         audit_sink: None,
+        sql_limits: SqlLimits {
+            query_memory_bytes: args.limits.sql_memory_mib << 20,
+            max_answer_bytes: args.limits.sql_answer_mib << 20,
+            metadata_cache_bytes: args.limits.sql_metadata_cache_mib << 20,
+            ..SqlLimits::default()
+        },
     };
     let signals = ShutdownSignals::register()?;
     let started = hub::start(&opts).await?;

@@ -6,7 +6,7 @@ use citybrain_audit::{AuditConfig, AuditLog, Faults};
 use citybrain_auth::{Authenticator, LocalIssuer, load_trusted_keys};
 use citybrain_catalog::{ApplyReport, Catalog, TableManifest};
 use citybrain_engine::{DataRoot, Engine};
-use citybrain_gateway::{Hub, Limits, RunningServer};
+use citybrain_gateway::{Hub, Limits, RunningServer, SqlLimits};
 use citybrain_types::Role;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,6 +46,8 @@ pub struct HubOptions {
     pub audit_faults: Option<Arc<Faults>>,
     /// Send call records elsewhere than the audit log (benchmarks only).
     pub audit_sink: Option<Arc<dyn citybrain_gateway::AuditSink>>,
+    /// Limits of governed SQL.
+    pub sql_limits: SqlLimits,
 }
 
 impl HubOptions {
@@ -59,6 +61,7 @@ impl HubOptions {
             limits: Limits::default(),
             audit_faults: None,
             audit_sink: None,
+            sql_limits: SqlLimits::default(),
         }
     }
 }
@@ -140,7 +143,8 @@ pub async fn start(opts: &HubOptions) -> Result<Started> {
         audit.clone(),
         governance,
         mask_secret,
-    );
+    )?
+    .with_sql_limits(opts.sql_limits.clone())?;
     if let Some(sink) = &opts.audit_sink {
         hub = hub.with_audit_sink(sink.clone());
     }

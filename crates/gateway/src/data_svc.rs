@@ -85,7 +85,7 @@ impl DataApi {
             .blocking(move || gov.usable_grant(&dept, &name, &purpose_owned))
             .await?;
         ctx.grant(&grant.id, purpose);
-        self.check_quota(&grant)?;
+        check_quota(&self.hub, &grant)?;
         let policy = Policy::compile(grant, &manifest, &self.hub.mask_secret)?;
         let rows = self.hub.engine.lookup(&manifest, &[key]).await?;
         // Rebuild on the policy's schema (same columns and types, catalog order).
@@ -96,38 +96,40 @@ impl DataApi {
             .map_err(citybrain_governance::Error::from)?;
         Ok((policy, rows))
     }
+}
 
-    /// Daily quotas, counted from the audit log's meters.
-    fn check_quota(&self, g: &Grant) -> Result<()> {
-        let t = &g.terms;
-        if t.max_calls_per_day == 0 && t.max_rows_per_day == 0 {
-            return Ok(());
-        }
-        let today = day_of(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as i64)
-                .unwrap_or(0),
-        );
-        let u = self.hub.audit.grant_usage(&g.id, &today);
-        let used = (u.calls, u.rows);
-        if t.max_calls_per_day > 0 && used.0 >= t.max_calls_per_day {
-            return Err(citybrain_governance::Error::Quota(format!(
-                "grant '{}' allows {} calls a day; today's are used",
-                g.id, t.max_calls_per_day
-            ))
-            .into());
-        }
-        if t.max_rows_per_day > 0 && used.1 >= t.max_rows_per_day {
-            return Err(citybrain_governance::Error::Quota(format!(
-                "grant '{}' allows {} rows a day; today's are used",
-                g.id, t.max_rows_per_day
-            ))
-            .into());
-        }
-        Ok(())
+/// Daily quotas, counted from the audit log's meters.
+pub(crate) fn check_quota(hub: &Hub, g: &Grant) -> Result<()> {
+    let t = &g.terms;
+    if t.max_calls_per_day == 0 && t.max_rows_per_day == 0 {
+        return Ok(());
     }
+    let today = day_of(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0),
+    );
+    let u = hub.audit.grant_usage(&g.id, &today);
+    let used = (u.calls, u.rows);
+    if t.max_calls_per_day > 0 && used.0 >= t.max_calls_per_day {
+        return Err(citybrain_governance::Error::Quota(format!(
+            "grant '{}' allows {} calls a day; today's are used",
+            g.id, t.max_calls_per_day
+        ))
+        .into());
+    }
+    if t.max_rows_per_day > 0 && used.1 >= t.max_rows_per_day {
+        return Err(citybrain_governance::Error::Quota(format!(
+            "grant '{}' allows {} rows a day; today's are used",
+            g.id, t.max_rows_per_day
+        ))
+        .into());
+    }
+    Ok(())
+}
 
+impl DataApi {
     async fn lookup(
         &self,
         req: Request<pb::LookupRequest>,

@@ -8,6 +8,7 @@ use citybrain_auth::{Authenticator, Principal};
 use citybrain_catalog::Catalog;
 use citybrain_engine::Engine;
 use citybrain_governance::Governance;
+use citybrain_query::{Analytics, Limits as SqlLimits};
 use std::sync::Arc;
 use tonic::Request;
 
@@ -21,10 +22,11 @@ pub struct Hub {
     pub(crate) governance: Arc<Governance>,
     pub(crate) mask_secret: [u8; 32],
     pub(crate) sink: Arc<dyn AuditSink>,
+    pub(crate) analytics: Arc<Analytics>,
 }
 
 impl Hub {
-    /// A hub over its parts.
+    /// A hub over its parts, with governed SQL under default limits.
     pub fn new(
         catalog: Arc<Catalog>,
         engine: Arc<Engine>,
@@ -32,17 +34,25 @@ impl Hub {
         audit: AuditLog,
         governance: Arc<Governance>,
         mask_secret: [u8; 32],
-    ) -> Self {
-        Self {
+    ) -> Result<Self> {
+        let analytics = Arc::new(Analytics::new(engine.clone(), SqlLimits::default())?);
+        Ok(Self {
             catalog,
             engine,
+            analytics,
             auth,
             counters: Arc::new(Counters::default()),
             sink: Arc::new(audit.clone()),
             audit,
             governance,
             mask_secret,
-        }
+        })
+    }
+
+    /// Governed SQL under other limits (memory per query, answer size, metadata cache, cores).
+    pub fn with_sql_limits(mut self, limits: SqlLimits) -> Result<Self> {
+        self.analytics = Arc::new(Analytics::new(self.engine.clone(), limits)?);
+        Ok(self)
     }
 
     /// Sends call records to another sink than the audit log. For benchmarks that compare the

@@ -16,6 +16,7 @@ mod call;
 mod catalog_svc;
 mod convert;
 mod data_svc;
+mod flight_svc;
 mod guard;
 mod hub;
 mod identity_svc;
@@ -23,6 +24,9 @@ mod server;
 mod sharing_svc;
 mod status;
 
+/// Limits of governed SQL.
+pub use citybrain_query::Limits as SqlLimits;
+pub use flight_svc::{MAX_MATCH_KEYS, PURPOSE_HEADER, PURPOSE_HEADER_BIN};
 pub use guard::{AuditSink, Counters};
 pub use hub::Hub;
 pub use server::{Limits, RunningServer, serve};
@@ -51,6 +55,9 @@ pub enum Error {
     /// A table's data could not be read.
     #[error(transparent)]
     Engine(#[from] citybrain_engine::Error),
+    /// Governed SQL refused or failed.
+    #[error(transparent)]
+    Query(#[from] citybrain_query::Error),
     /// The caller is signed in but may not do this.
     #[error("{0}")]
     Denied(String),

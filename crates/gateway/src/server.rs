@@ -3,11 +3,13 @@
 use crate::audit_svc::AuditApi;
 use crate::catalog_svc::CatalogApi;
 use crate::data_svc::DataApi;
+use crate::flight_svc::FlightApi;
 use crate::guard::GuardLayer;
 use crate::hub::Hub;
 use crate::identity_svc::IdentityApi;
 use crate::sharing_svc::SharingApi;
 use crate::{Error, Result};
+use arrow_flight::flight_service_server::FlightServiceServer;
 use citybrain_proto::FILE_DESCRIPTOR_SET;
 use citybrain_proto::v1::audit_service_server::AuditServiceServer;
 use citybrain_proto::v1::catalog_service_server::CatalogServiceServer;
@@ -103,6 +105,7 @@ pub async fn serve(hub: Hub, listen: SocketAddr, limits: Limits) -> Result<Runni
         .set_serving::<SharingServiceServer<SharingApi>>()
         .await;
     health.set_serving::<DataServiceServer<DataApi>>().await;
+    health.set_serving::<FlightServiceServer<FlightApi>>().await;
     // grpcurl still speaks only v1alpha reflection; newer clients use v1.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -134,6 +137,10 @@ pub async fn serve(hub: Hub, listen: SocketAddr, limits: Limits) -> Result<Runni
         .max_decoding_message_size(limits.max_request_bytes)
         .max_encoding_message_size(limits.max_response_bytes);
 
+    let flight = FlightServiceServer::new(FlightApi::new(hub.clone())?)
+        .max_decoding_message_size(limits.max_request_bytes)
+        .max_encoding_message_size(limits.max_response_bytes);
+
     let guard = GuardLayer::new(
         limits.max_concurrent_calls,
         limits.default_deadline,
@@ -154,7 +161,8 @@ pub async fn serve(hub: Hub, listen: SocketAddr, limits: Limits) -> Result<Runni
         .add_service(identity)
         .add_service(audit)
         .add_service(sharing)
-        .add_service(data);
+        .add_service(data)
+        .add_service(flight);
 
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

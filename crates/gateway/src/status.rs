@@ -10,6 +10,7 @@ use citybrain_auth::Error as AuthError;
 use citybrain_catalog::Error as CatalogError;
 use citybrain_engine::{DataProblem, Error as EngineError};
 use citybrain_governance::Error as GovError;
+use citybrain_query::Error as QueryError;
 use tonic::Status;
 
 /// Converts an error into the status sent to the caller, logging at the level it deserves.
@@ -18,6 +19,7 @@ pub fn to_status(err: &Error) -> Status {
         Error::Auth(e) => auth_status(e),
         Error::Catalog(e) => catalog_status(e),
         Error::Engine(e) => engine_status(e),
+        Error::Query(e) => query_status(e),
         Error::Audit(e) => audit_status(e),
         Error::Governance(e) => governance_status(e),
         Error::Denied(reason) => Status::permission_denied(reason.clone()),
@@ -102,6 +104,20 @@ fn audit_status(e: &AuditError) -> Status {
             "the audit log is unavailable; the hub does not answer unrecorded calls",
         ),
         AuditError::Damaged { .. } | AuditError::Io { .. } => internal(&e.to_string()),
+    }
+}
+
+fn query_status(e: &QueryError) -> Status {
+    match e {
+        QueryError::NotAQuery(_) | QueryError::Invalid(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        QueryError::Refused(_) => Status::permission_denied(e.to_string()),
+        QueryError::Memory { .. } | QueryError::TooLarge { .. } => {
+            Status::resource_exhausted(e.to_string())
+        }
+        QueryError::Engine(inner) => engine_status(inner),
+        QueryError::Internal(_) => internal(&e.to_string()),
     }
 }
 

@@ -12,6 +12,7 @@ use citybrain_catalog::TableManifest;
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::ExprSchemable;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::utils::collect_columns;
 use datafusion::prelude::SessionContext;
 use std::sync::Arc;
 
@@ -137,19 +138,46 @@ impl Policy {
 
     /// Granted columns, masked, of rows already filtered. Hot path.
     pub fn project(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let cols = self
-            .indices
+        let all: Vec<usize> = (0..self.indices.len()).collect();
+        let cols = self.project_columns(batch, &all)?;
+        Ok(RecordBatch::try_new(self.output.clone(), cols)?)
+    }
+
+    /// Some granted columns (positions in [`Policy::output_schema`]), masked, of rows already
+    /// filtered. Only the columns asked for are masked.
+    pub fn project_columns(&self, batch: &RecordBatch, which: &[usize]) -> Result<Vec<ArrayRef>> {
+        which
             .iter()
-            .zip(&self.grant.terms.columns)
-            .map(|(i, c)| -> Result<ArrayRef> {
-                let a = batch.column(*i);
-                Ok(match &c.mask {
+            .map(|&o| -> Result<ArrayRef> {
+                let a = batch.column(self.indices[o]);
+                Ok(match &self.grant.terms.columns[o].mask {
                     Some(m) => mask_array(m, a, &self.hash_key)?,
                     None => a.clone(),
                 })
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(RecordBatch::try_new(self.output.clone(), cols)?)
+            .collect()
+    }
+
+    /// Positions in [`Policy::table_schema`] of the granted columns, in output order.
+    pub fn granted_indices(&self) -> &[usize] {
+        &self.indices
+    }
+
+    /// Positions in [`Policy::table_schema`] of the columns the row filter reads.
+    pub fn filter_columns(&self) -> Vec<usize> {
+        let mut cols: Vec<usize> = self
+            .filter
+            .as_ref()
+            .map(|f| collect_columns(f).iter().map(|c| c.index()).collect())
+            .unwrap_or_default();
+        cols.sort_unstable();
+        cols
+    }
+
+    /// The grant's keyed hash of each value: stable within this grant, different across grants.
+    /// Lets the SQL path count distinct people in a group without showing who they are.
+    pub fn hash_values(&self, values: &ArrayRef) -> Result<ArrayRef> {
+        mask_array(&crate::mask::Mask::Hash, values, &self.hash_key)
     }
 
     /// Filter, then project and mask: what every read path returns.

@@ -411,6 +411,30 @@ impl Governance {
         get_grant(&conn, grant_id)
     }
 
+    /// The grants a department's SQL for `purpose` may use: live `read` and `aggregate` grants
+    /// for exactly that purpose, the newest per table. `verify` grants never open SQL.
+    pub fn sql_grants(&self, dept: &str, purpose: &str) -> Result<Vec<Grant>> {
+        if purpose.trim().is_empty() {
+            return Err(Error::Denied("state the purpose of the call".into()));
+        }
+        let t = now();
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let mut all = self.grants_of(dept)?;
+        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        for g in all {
+            let live = g.revoked_at.is_none() && g.expires_at > t;
+            if live
+                && g.terms.purpose == purpose
+                && g.terms.mode != Mode::Verify
+                && seen.insert(g.table.clone())
+            {
+                out.push(g);
+            }
+        }
+        Ok(out)
+    }
+
     /// The grant a call may use: the consumer's live grant of `table` for `purpose`, refused with
     /// a reason that names the grant problem (revoked, expired, other purpose) and no data.
     pub fn usable_grant(&self, dept: &str, table: &str, purpose: &str) -> Result<Grant> {

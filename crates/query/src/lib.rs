@@ -1,0 +1,290 @@
+//! Governed SQL: a department's SELECT over the tables it holds grants for.
+//!
+//! Each query gets its own catalog holding only the caller's granted tables, each one an opaque
+//! governed scan (row filter on raw values, then granted columns, masked; see `scan`). The query
+//! is planned with DDL, DML and statements switched off, its plan is checked (queries only;
+//! aggregate grants only through aggregations whose small groups are dropped; see `shape`), and it
+//! runs with its own bounded memory pool that spills sorts and joins and fails cleanly beyond its
+//! limit. Parquet metadata is cached across queries; bloom filters are not read.
+
+mod scan;
+mod shape;
+
+pub use scan::GROUP_KEY;
+pub use shape::UsedTable;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use citybrain_catalog::TableManifest;
+use citybrain_engine::Engine;
+use citybrain_governance::Policy;
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use scan::GovernedTable;
+use std::sync::Arc;
+
+/// The catalog name governed tables are listed under.
+pub const CATALOG: &str = "citybrain";
+/// Object-store URL the engine's data root is registered under for SQL.
+const STORE_URL: &str = "citybrain://data";
+
+/// Errors of governed SQL.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The text is not a query (DDL, DML, EXPLAIN, SET, ...).
+    #[error("sql: {0}")]
+    NotAQuery(String),
+    /// The query is well-formed but the caller's grants do not allow its shape.
+    #[error("{0}")]
+    Refused(String),
+    /// The query does not plan: syntax, an unknown (or not granted) table or column, a type error.
+    #[error("sql: {0}")]
+    Invalid(String),
+    /// The query needed more memory than one query may use.
+    #[error("the query needs more than the {} one query may use; narrow or aggregate it", size(*limit_bytes))]
+    Memory {
+        /// The per-query limit.
+        limit_bytes: usize,
+    },
+    /// The answer is larger than one answer may be.
+    #[error("the answer is larger than {}; narrow or aggregate the query", size(*limit_bytes))]
+    TooLarge {
+        /// The per-answer limit.
+        limit_bytes: usize,
+    },
+    /// A granted table's data cannot be read.
+    #[error(transparent)]
+    Engine(#[from] citybrain_engine::Error),
+    /// The engine failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A byte count as MiB, or KiB below one MiB.
+fn size(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Resource limits of governed SQL.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Memory pool of one query (sorts, joins and aggregations spill within it).
+    pub query_memory_bytes: usize,
+    /// Largest answer one query may return.
+    pub max_answer_bytes: usize,
+    /// Parquet metadata kept in memory across queries.
+    pub metadata_cache_bytes: usize,
+    /// Partitions a query is split into (the cores to use).
+    pub target_partitions: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            query_memory_bytes: 512 << 20,
+            max_answer_bytes: 64 << 20,
+            metadata_cache_bytes: 256 << 20,
+            target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// One granted table a query may read.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The table.
+    pub manifest: TableManifest,
+    /// The caller's grant on it, compiled.
+    pub policy: Arc<Policy>,
+}
+
+/// A query's answer, collected.
+#[derive(Debug)]
+pub struct Answer {
+    /// Columns of the answer.
+    pub schema: SchemaRef,
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+    /// Rows in all batches.
+    pub rows: u64,
+    /// Granted tables the query read.
+    pub used: Vec<UsedTable>,
+}
+
+/// Governed SQL over the engine's data.
+pub struct Analytics {
+    engine: Arc<Engine>,
+    base: Arc<RuntimeEnv>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Analytics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analytics")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::Internal(e.to_string())
+}
+
+impl Analytics {
+    /// Governed SQL over `engine`'s data root.
+    pub fn new(engine: Arc<Engine>, limits: Limits) -> Result<Self> {
+        let base = RuntimeEnvBuilder::new()
+            .with_metadata_cache_limit(limits.metadata_cache_bytes)
+            .build_arc()
+            .map_err(internal)?;
+        let url = url::Url::parse(STORE_URL).map_err(internal)?;
+        base.register_object_store(&url, engine.root().store().clone());
+        Ok(Self {
+            engine,
+            base,
+            limits,
+        })
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn context(&self) -> Result<SessionContext> {
+        let runtime = Arc::new(RuntimeEnv {
+            memory_pool: Arc::new(FairSpillPool::new(self.limits.query_memory_bytes)),
+            disk_manager: self.base.disk_manager.clone(),
+            cache_manager: self.base.cache_manager.clone(),
+            object_store_registry: self.base.object_store_registry.clone(),
+        });
+        let mut config = SessionConfig::new()
+            .with_target_partitions(self.limits.target_partitions)
+            .with_information_schema(false)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(CATALOG, "public");
+        config.options_mut().execution.parquet.bloom_filter_on_read = false;
+        Ok(SessionContext::new_with_config_rt(config, runtime))
+    }
+
+    /// A catalog holding only `sources`, each as a governed scan. Every table's files are checked
+    /// first, so a corrupt or missing file is named for its table before planning.
+    async fn catalog(&self, sources: &[Source]) -> Result<Arc<MemoryCatalogProvider>> {
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        for s in sources {
+            let dataset = s.manifest.dataset.as_deref().ok_or_else(|| {
+                citybrain_engine::Error::NoDataset {
+                    table: s.manifest.name.clone(),
+                }
+            })?;
+            self.engine.table_data(&s.manifest).await?;
+            let path = self.engine.root().dataset_path(dataset);
+            let url = ListingTableUrl::parse(format!("{STORE_URL}/{path}/")).map_err(internal)?;
+            let (schema_name, table_name) = match s.manifest.name.split_once('.') {
+                Some((a, b)) => (a, b),
+                None => ("public", s.manifest.name.as_str()),
+            };
+            let schema = match catalog.schema(schema_name) {
+                Some(schema) => schema,
+                None => {
+                    let schema: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
+                    catalog
+                        .register_schema(schema_name, schema.clone())
+                        .map_err(internal)?;
+                    schema
+                }
+            };
+            let table = GovernedTable::new(&s.manifest, s.policy.clone(), url);
+            schema
+                .register_table(table_name.to_owned(), Arc::new(table))
+                .map_err(internal)?;
+        }
+        Ok(catalog)
+    }
+
+    async fn plan(
+        &self,
+        sources: &[Source],
+        sql: &str,
+    ) -> Result<(SessionContext, LogicalPlan, Vec<UsedTable>)> {
+        let ctx = self.context()?;
+        ctx.register_catalog(CATALOG, self.catalog(sources).await?);
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        // Planning a statement touches no data; the plan is checked before anything runs.
+        let plan = ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(|e| self.error(e))?;
+        let (plan, used) = shape::govern(plan)?;
+        options
+            .verify_plan(&plan)
+            .map_err(|e| Error::NotAQuery(e.to_string()))?;
+        Ok((ctx, plan, used))
+    }
+
+    /// The answer's columns, without running the query (Flight SQL asks for them first).
+    pub async fn schema(&self, sources: &[Source], sql: &str) -> Result<SchemaRef> {
+        let (_, plan, _) = self.plan(sources, sql).await?;
+        Ok(Arc::new(plan.schema().as_arrow().clone()))
+    }
+
+    /// Plans, checks and runs one query.
+    pub async fn run(&self, sources: &[Source], sql: &str) -> Result<Answer> {
+        let (ctx, plan, used) = self.plan(sources, sql).await?;
+        let df = ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| self.error(e))?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let mut stream = df.execute_stream().await.map_err(|e| self.error(e))?;
+        let (mut batches, mut rows, mut bytes) = (Vec::new(), 0u64, 0usize);
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| self.error(e))?;
+            bytes += batch.get_array_memory_size();
+            if bytes > self.limits.max_answer_bytes {
+                return Err(Error::TooLarge {
+                    limit_bytes: self.limits.max_answer_bytes,
+                });
+            }
+            rows += batch.num_rows() as u64;
+            batches.push(batch);
+        }
+        Ok(Answer {
+            schema,
+            batches,
+            rows,
+            used,
+        })
+    }
+
+    /// A DataFusion error as the caller may be told it: first line only.
+    fn error(&self, e: DataFusionError) -> Error {
+        if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
+            return Error::Memory {
+                limit_bytes: self.limits.query_memory_bytes,
+            };
+        }
+        let text = e.to_string();
+        let line = text.lines().next().unwrap_or_default();
+        Error::Invalid(line.chars().take(400).collect())
+    }
+}
