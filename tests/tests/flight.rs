@@ -853,7 +853,11 @@ async fn sql_memory_and_answer_limits_fail_cleanly() {
         .refused("SELECT a.id_number, b.id_number FROM population.residents a CROSS JOIN population.residents b")
         .await;
     assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
-    assert!(s.message().contains("larger than 64 KiB"), "{}", s.message());
+    assert!(
+        s.message().contains("larger than 64 KiB"),
+        "{}",
+        s.message()
+    );
     // A query whose working set exceeds the pool fails with the limit named.
     let s = sql
         .refused("SELECT a.id_number, array_agg(b.name) FROM population.residents a CROSS JOIN population.residents b GROUP BY a.id_number")

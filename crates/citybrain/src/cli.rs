@@ -50,6 +50,65 @@ pub enum Command {
     /// Governed lookups and verification by key.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Load-test a running hub (N clients over gRPC) against SQL baselines in the same run.
+    Bench(BenchArgs),
+}
+
+/// What `citybrain bench` calls.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BenchMode {
+    /// `DataService.Lookup`.
+    Lookup,
+    /// `DataService.Verify` with one claimed value.
+    Verify,
+}
+
+/// `citybrain bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The hub's data directory (tokens are minted from its key; keys sampled from its tables).
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// Tables directory when the hub serves another data root on this machine.
+    #[arg(long, env = "CITYBRAIN_BENCH_TABLES")]
+    pub tables_dir: Option<PathBuf>,
+    /// The hub's gRPC endpoint.
+    #[arg(
+        long,
+        env = "CITYBRAIN_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub server: String,
+    /// Table to look up (must have a key column and data).
+    #[arg(long, default_value = "population.residents")]
+    pub table: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// Measured time per path, e.g. `10s`.
+    #[arg(long, default_value = "10s")]
+    pub duration: String,
+    /// Unmeasured warm-up per path.
+    #[arg(long, default_value = "2s")]
+    pub warmup: String,
+    /// Lookup or Verify.
+    #[arg(long, value_enum, default_value = "lookup")]
+    pub mode: BenchMode,
+    /// Keys sampled from the files (spread over every row group).
+    #[arg(long, default_value_t = 100_000)]
+    pub sample: usize,
+    /// Share of keys replaced by well-formed keys that are not in the table.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub absent_percent: u8,
+    /// Also run the lookups through plain DataFusion SQL over the same files.
+    #[arg(long)]
+    pub sql_baseline: bool,
+    /// Also run them through DuckDB (Python module `duckdb`; `CITYBRAIN_PYTHON` picks python).
+    #[arg(long)]
+    pub duckdb: bool,
+    /// Write the results as JSON here too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// `citybrain sharing …`.

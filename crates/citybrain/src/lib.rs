@@ -3,6 +3,7 @@
 //! [`hub::prepare_demo`]) to run the real server in-process.
 
 mod audit_cmd;
+mod bench_cmd;
 pub mod cli;
 mod commands;
 mod error;
@@ -39,6 +40,7 @@ pub fn main() -> ExitCode {
             cli::Command::Audit(c) => audit_cmd::run(c).await,
             cli::Command::Sharing(c) => sharing_cmd::sharing(c).await,
             cli::Command::Data(c) => sharing_cmd::data(c).await,
+            cli::Command::Bench(a) => bench_cmd::bench(a).await,
         }
     });
     match outcome {

@@ -209,6 +209,54 @@ fn serve_demo_prints_address_and_tokens_and_stops_cleanly() {
     ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("tables               18"));
 
+    // The load generator: real gRPC lookups and the SQL baselines, as a table and as JSON.
+    let json = dir.path().join("bench.json");
+    let data_dir = dir.path().join("data");
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--clients",
+            "2",
+            "--duration",
+            "1s",
+            "--warmup",
+            "1s",
+        ])
+        .args([
+            "--sample",
+            "200",
+            "--absent-percent",
+            "10",
+            "--sql-baseline",
+        ])
+        .arg("--server")
+        .arg(format!("http://{addr}"))
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--json")
+        .arg(&json)
+        .env("CITYBRAIN_LOG", "warn")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains("hub Lookup (gRPC)") && table.contains("DataFusion SQL"),
+        "{table}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let runs = doc["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    for r in runs {
+        assert!(r["ok"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["errors"].as_object().unwrap().is_empty(), "{r}");
+        assert!(r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap());
+    }
+
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -1,5 +1,6 @@
 //! Datasets: listing files, reading and caching footers, checking them against the catalog.
 
+use crate::keyindex::KeyIndex;
 use crate::{DataProblem, DataRoot, Error, Result};
 use bytes::Bytes;
 use citybrain_catalog::TableManifest;
@@ -9,11 +10,13 @@ use futures::future::BoxFuture;
 use object_store::ObjectMeta;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::MetadataFetch;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What a table's files hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,12 +36,28 @@ pub(crate) struct Footer {
     size: u64,
     modified: i64,
     pub(crate) metadata: Arc<ParquetMetaData>,
+    /// The footer as the Arrow reader needs it (schema already converted).
+    pub(crate) arrow: ArrowReaderMetadata,
 }
+
+/// A dataset's key index and the files it was built from.
+pub(crate) struct Indexed {
+    pub(crate) files: Vec<(ObjectPath, u64, i64)>,
+    pub(crate) index: Arc<KeyIndex>,
+}
+
+/// A dataset's files and when they were listed.
+type Listing = (Instant, Arc<Vec<ObjectMeta>>);
+
+/// How long a dataset listing is reused by the lookup path.
+const LISTING_TTL: Duration = Duration::from_secs(1);
 
 /// Reads the hub's datasets.
 pub struct Engine {
     root: DataRoot,
     footers: Mutex<HashMap<String, Arc<Footer>>>,
+    listings: Mutex<HashMap<String, Listing>>,
+    pub(crate) indexes: Mutex<HashMap<String, Arc<Indexed>>>,
 }
 
 impl Engine {
@@ -47,7 +66,21 @@ impl Engine {
         Self {
             root,
             footers: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
+            indexes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A dataset's files, listed at most once per second (the hot lookup path).
+    pub(crate) async fn list_cached(&self, dataset: &str) -> Result<Arc<Vec<ObjectMeta>>> {
+        if let Some((at, files)) = lock(&self.listings).get(dataset)
+            && at.elapsed() < LISTING_TTL
+        {
+            return Ok(files.clone());
+        }
+        let files = Arc::new(self.list(dataset).await?);
+        lock(&self.listings).insert(dataset.to_owned(), (Instant::now(), files.clone()));
+        Ok(files)
     }
 
     /// The data root.
@@ -136,25 +169,30 @@ impl Engine {
                     _ => FileProblem::Corrupt,
                 }
             })?;
+        let metadata = Arc::new(metadata);
+        let arrow = ArrowReaderMetadata::try_new(metadata.clone(), ArrowReaderOptions::new())
+            .map_err(|e| {
+                tracing::warn!(file = %key, error = %e, "parquet schema does not convert");
+                FileProblem::Corrupt
+            })?;
         let footer = Arc::new(Footer {
             size: meta.size,
             modified,
-            metadata: Arc::new(metadata),
+            metadata,
+            arrow,
         });
-        self.footers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, footer.clone());
+        lock(&self.footers).insert(key, footer.clone());
         Ok(footer)
     }
 
     fn cached(&self, key: &str) -> Option<Arc<Footer>> {
-        self.footers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned()
+        lock(&self.footers).get(key).cloned()
     }
+}
+
+/// Locks a cache; a panic elsewhere never poisons it for good.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Byte ranges of one object, for the Parquet metadata reader.

@@ -8,6 +8,7 @@
 //! path on the server; every other table keeps working.
 
 mod dataset;
+mod keyindex;
 mod lookup;
 mod root;
 

@@ -1,8 +1,9 @@
-//! Reading rows by key without SQL: row groups pruned by key statistics, the key column filtered
-//! while decoding, only the catalog's columns projected. (Page-level selection from the page
-//! index is the next step for the hot path; this is the correct baseline it must match.)
+//! Reading rows by key without SQL: the key index (from cached page indexes) names the pages that
+//! may hold each key, a row selection reads only those pages, the key column is filtered while
+//! decoding, and only the catalog's columns are projected.
 
-use crate::dataset::{Engine, check_schema};
+use crate::dataset::{Engine, Footer, Indexed, check_schema, lock};
+use crate::keyindex::KeyIndex;
 use crate::{DataProblem, Error, Result};
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::Schema;
@@ -10,16 +11,17 @@ use bytes::Bytes;
 use citybrain_catalog::TableManifest;
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
+use object_store::ObjectMeta;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter,
+    ArrowPredicateFn, ArrowReaderOptions, RowFilter, RowSelection, RowSelector,
 };
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -61,9 +63,74 @@ impl AsyncFileReader for StoreReader {
     }
 }
 
+/// Rows to read in one file: row group → page row ranges (first row, rows), sorted.
+type FilePlan = BTreeMap<usize, BTreeSet<(u64, u64)>>;
+
 impl Engine {
+    /// The dataset's key index, rebuilt when its files change.
+    async fn key_index(
+        &self,
+        table: &TableManifest,
+        dataset: &str,
+        key_col: &str,
+        files: &[ObjectMeta],
+    ) -> Result<(Arc<KeyIndex>, Vec<Arc<Footer>>)> {
+        let unavailable = |problem| Error::Unavailable {
+            table: table.name.clone(),
+            problem,
+        };
+        let mut footers = Vec::with_capacity(files.len());
+        for (i, meta) in files.iter().enumerate() {
+            let footer = self
+                .footer(meta)
+                .await
+                .map_err(|p| unavailable(p.at(i + 1, files.len())))?;
+            check_schema(table, &footer.metadata).map_err(|detail| {
+                unavailable(DataProblem::SchemaMismatch {
+                    index: i + 1,
+                    detail,
+                })
+            })?;
+            footers.push(footer);
+        }
+        let identity: Vec<(ObjectPath, u64, i64)> = files
+            .iter()
+            .map(|m| {
+                let t = m.last_modified.timestamp_nanos_opt().unwrap_or_default();
+                (m.location.clone(), m.size, t)
+            })
+            .collect();
+        let cache_key = format!("{dataset}\u{0}{key_col}");
+        if let Some(hit) = lock(&self.indexes).get(&cache_key)
+            && hit.files == identity
+        {
+            return Ok((hit.index.clone(), footers));
+        }
+        let mut keyed = Vec::with_capacity(footers.len());
+        for (i, f) in footers.iter().enumerate() {
+            let key_idx = key_column(&f.metadata, key_col).ok_or_else(|| {
+                unavailable(DataProblem::SchemaMismatch {
+                    index: i + 1,
+                    detail: format!("key column '{key_col}' is missing"),
+                })
+            })?;
+            keyed.push((f.metadata.as_ref(), key_idx));
+        }
+        let index = Arc::new(KeyIndex::build(&keyed));
+        tracing::debug!(table = %table.name, pages = index.pages(), "key index built");
+        lock(&self.indexes).insert(
+            cache_key,
+            Arc::new(Indexed {
+                files: identity,
+                index: index.clone(),
+            }),
+        );
+        Ok((index, footers))
+    }
+
     /// Every row whose key column equals one of `keys`, with the catalog's columns in catalog
-    /// order. Keys must already be validated by the caller.
+    /// order. Keys must already be validated by the caller. Only the pages whose key range holds
+    /// a wanted key are read; a key outside every page is answered without reading Parquet.
     pub async fn lookup(&self, table: &TableManifest, keys: &[String]) -> Result<Vec<RecordBatch>> {
         let key_col = table.key_column.as_deref().ok_or_else(|| Error::NoKey {
             table: table.name.clone(),
@@ -75,53 +142,63 @@ impl Engine {
             table: table.name.clone(),
             problem,
         };
-        let files = self.list(dataset).await?;
+        let files = self.list_cached(dataset).await?;
         if files.is_empty() {
             return Err(unavailable(DataProblem::NoFiles));
         }
-        let wanted: BTreeSet<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        let (index, footers) = self.key_index(table, dataset, key_col, &files).await?;
+        let mut plans: BTreeMap<usize, FilePlan> = BTreeMap::new();
+        for k in keys {
+            for p in index.candidates(k.as_bytes()) {
+                plans
+                    .entry(p.file as usize)
+                    .or_default()
+                    .entry(p.row_group as usize)
+                    .or_default()
+                    .insert((p.first_row, p.rows));
+            }
+        }
+        let set: Arc<HashSet<String>> = Arc::new(keys.iter().cloned().collect());
         let mut out = Vec::new();
-        for (i, meta) in files.iter().enumerate() {
-            let footer = self
-                .footer(meta)
-                .await
-                .map_err(|p| unavailable(p.at(i + 1, files.len())))?;
+        for (i, plan) in plans {
+            let (meta, footer) = (&files[i], &footers[i]);
             let md = &footer.metadata;
-            check_schema(table, md).map_err(|detail| {
-                unavailable(DataProblem::SchemaMismatch {
-                    index: i + 1,
-                    detail,
-                })
-            })?;
             let descr = md.file_metadata().schema_descr();
             let root =
                 |name: &str| (0..descr.num_columns()).find(|c| descr.column(*c).name() == name);
-            let Some(key_idx) = root(key_col) else {
-                return Err(unavailable(DataProblem::SchemaMismatch {
+            let key_idx = root(key_col).ok_or_else(|| {
+                unavailable(DataProblem::SchemaMismatch {
                     index: i + 1,
                     detail: format!("key column '{key_col}' is missing"),
-                }));
-            };
-            let groups: Vec<usize> = (0..md.num_row_groups())
-                .filter(|g| {
-                    let stats = md.row_group(*g).column(key_idx).statistics();
-                    match stats.and_then(|s| Some((s.min_bytes_opt()?, s.max_bytes_opt()?))) {
-                        Some((min, max)) => wanted.range(min..=max).next().is_some(),
-                        None => true,
-                    }
                 })
-                .collect();
-            if groups.is_empty() {
-                continue;
+            })?;
+            let mut selectors = Vec::new();
+            for (g, pages) in &plan {
+                let total = md.row_group(*g).num_rows() as u64;
+                let mut at = 0u64;
+                for &(first, rows) in pages {
+                    let first = first.max(at);
+                    let end = (first + rows).min(total);
+                    if first > at {
+                        selectors.push(RowSelector::skip((first - at) as usize));
+                    }
+                    if end > first {
+                        selectors.push(RowSelector::select((end - first) as usize));
+                        at = end;
+                    }
+                }
+                if total > at {
+                    selectors.push(RowSelector::skip((total - at) as usize));
+                }
             }
             let columns: Vec<usize> = table.columns.iter().filter_map(|c| root(&c.name)).collect();
-            let set: HashSet<String> = keys.iter().cloned().collect();
+            let wanted = set.clone();
             let predicate = ArrowPredicateFn::new(
                 ProjectionMask::roots(descr, [key_idx]),
                 move |b: RecordBatch| {
                     let col = b.column(0).as_string::<i32>();
                     Ok((0..col.len())
-                        .map(|r| Some(col.is_valid(r) && set.contains(col.value(r))))
+                        .map(|r| Some(col.is_valid(r) && wanted.contains(col.value(r))))
                         .collect::<BooleanArray>())
                 },
             );
@@ -130,24 +207,20 @@ impl Engine {
                 path: meta.location.clone(),
                 metadata: md.clone(),
             };
-            let arrow_meta = ArrowReaderMetadata::try_new(md.clone(), ArrowReaderOptions::new())
-                .map_err(|_| {
-                    unavailable(DataProblem::Corrupt {
-                        index: i + 1,
-                        files: files.len(),
-                    })
-                })?;
-            let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, arrow_meta)
-                .with_row_groups(groups)
-                .with_projection(ProjectionMask::roots(descr, columns))
-                .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
-                .build()
-                .map_err(|_| {
-                    unavailable(DataProblem::Corrupt {
-                        index: i + 1,
-                        files: files.len(),
-                    })
-                })?;
+            let corrupt = || {
+                unavailable(DataProblem::Corrupt {
+                    index: i + 1,
+                    files: files.len(),
+                })
+            };
+            let stream =
+                ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer.arrow.clone())
+                    .with_row_groups(plan.keys().copied().collect())
+                    .with_row_selection(RowSelection::from(selectors))
+                    .with_projection(ProjectionMask::roots(descr, columns))
+                    .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+                    .build()
+                    .map_err(|_| corrupt())?;
             let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| {
                 tracing::warn!(file = %meta.location, error = %e, "lookup read failed");
                 unavailable(DataProblem::Unreadable {
@@ -166,6 +239,12 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// Position of a top-level column among a file's leaf columns.
+fn key_column(md: &ParquetMetaData, name: &str) -> Option<usize> {
+    let descr = md.file_metadata().schema_descr();
+    (0..descr.num_columns()).find(|c| descr.column(*c).name() == name)
 }
 
 /// Reorders a batch's columns into catalog order.

@@ -201,3 +201,112 @@ async fn lookup_finds_exactly_the_keyed_rows() {
             .is_empty()
     );
 }
+
+/// Reads every value of a string column of a dataset, straight from the files.
+fn column_values(dir: &std::path::Path, dataset: &str, column: &str) -> Vec<String> {
+    use arrow::array::{Array, AsArray};
+    let mut files: Vec<_> = std::fs::read_dir(dir.join(dataset))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(f).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for b in reader {
+            let b = b.unwrap();
+            let c = b.column_by_name(column).unwrap().as_string::<i32>();
+            out.extend((0..c.len()).map(|i| c.value(i).to_owned()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn lookup_of_many_keys_with_repeats_equals_the_files() {
+    let (dir, engine) = setup();
+    // Holders may hold several licences: the same key on several rows, possibly across pages.
+    let holders = column_values(dir.path(), "gov/e_licences", "holder_id");
+    let wanted: Vec<String> = holders.iter().step_by(7).cloned().collect();
+    let set: std::collections::HashSet<&String> = wanted.iter().collect();
+    let expected = holders.iter().filter(|h| set.contains(h)).count();
+    let mut licences = manifest(
+        "gov.e_licences",
+        "gov/e_licences",
+        &[("holder_id", DataType::String)],
+    );
+    licences.key_column = Some("holder_id".into());
+    let found = engine.lookup(&licences, &wanted).await.unwrap();
+    assert_eq!(found.iter().map(|b| b.num_rows()).sum::<usize>(), expected);
+    assert!(expected > wanted.len() / 2);
+}
+
+#[tokio::test]
+async fn absent_keys_are_answered_from_the_key_index_alone() {
+    // One file, one row group, several pages: a key between two pages passes the row group's
+    // statistics, so only the page index can answer it.
+    let dir = tempfile::tempdir().unwrap();
+    citybrain_datagen::generate(&citybrain_datagen::Config::new(dir.path(), 3_000)).unwrap();
+    let engine = Engine::new(DataRoot::parse(&format!("file://{}", dir.path().display())).unwrap());
+    let path = dir.path().join("population/residents/part-00000.parquet");
+    let md = parquet::file::metadata::ParquetMetaDataReader::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required)
+        .parse_and_finish(&std::fs::File::open(&path).unwrap())
+        .unwrap();
+    assert_eq!(md.num_row_groups(), 1);
+    let Some(parquet::file::page_index::column_index::ColumnIndexMetaData::BYTE_ARRAY(ci)) =
+        md.column_index().map(|c| &c[0][0])
+    else {
+        panic!("no page index on the key column");
+    };
+    assert!(ci.num_pages() >= 2);
+    let first_page_max = String::from_utf8(ci.max_value(0).unwrap().to_vec()).unwrap();
+    let between_pages = format!("{first_page_max}0");
+
+    let ids = column_values(dir.path(), "population/residents", "id_number");
+    let mut residents = manifest(
+        "population.residents",
+        "population/residents",
+        &[("id_number", DataType::String)],
+    );
+    residents.key_column = Some("id_number".into());
+    assert_eq!(
+        engine.lookup(&residents, &[ids[10].clone()]).await.unwrap()[0].num_rows(),
+        1
+    );
+    // Destroy every data page but keep the file's size, footer and modification time: the
+    // engine's cached footer and key index still describe it.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let footer_len =
+        u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
+    let data_end = bytes.len() - 8 - footer_len as usize;
+    bytes[4..data_end].iter_mut().for_each(|b| *b = 0xA5);
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    // Between two pages, below and above every key: answered without reading a page.
+    for absent in [
+        between_pages.as_str(),
+        "110105194912310021",
+        "990101199001011234",
+    ] {
+        let found = engine.lookup(&residents, &[absent.into()]).await;
+        assert!(found.unwrap().is_empty(), "{absent}");
+    }
+    // A key that is there needs its page, which is now garbage: the read fails, cleanly.
+    let err = engine
+        .lookup(&residents, &[ids[10].clone()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+}

@@ -65,7 +65,7 @@ impl DataApi {
         key: &str,
         purpose: &str,
         ctx: &CallContext,
-    ) -> Result<(Policy, Vec<RecordBatch>)> {
+    ) -> Result<(Arc<Policy>, Vec<RecordBatch>)> {
         if p.role != Role::Consumer {
             return Err(Error::Denied("data calls require the consumer role".into()));
         }
@@ -86,7 +86,7 @@ impl DataApi {
             .await?;
         ctx.grant(&grant.id, purpose);
         check_quota(&self.hub, &grant)?;
-        let policy = Policy::compile(grant, &manifest, &self.hub.mask_secret)?;
+        let policy = self.hub.policy(grant, &manifest)?;
         let rows = self.hub.engine.lookup(&manifest, &[key]).await?;
         // Rebuild on the policy's schema (same columns and types, catalog order).
         let rows = rows

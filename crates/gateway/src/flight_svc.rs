@@ -37,7 +37,7 @@ use arrow_flight::{
     Ticket, decode::FlightRecordBatchStream,
 };
 use citybrain_auth::Principal;
-use citybrain_governance::{Mode, Policy};
+use citybrain_governance::Mode;
 use citybrain_query::{CATALOG, Source};
 use citybrain_types::Role;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -200,11 +200,8 @@ impl FlightApi {
             if manifest.dataset.is_none() {
                 continue;
             }
-            let policy = Policy::compile(g, &manifest, &self.hub.mask_secret)?;
-            sources.push(Source {
-                manifest,
-                policy: Arc::new(policy),
-            });
+            let policy = self.hub.policy(g, &manifest)?;
+            sources.push(Source { manifest, policy });
         }
         Ok(sources)
     }
@@ -443,7 +440,7 @@ impl FlightApi {
             )));
         }
         crate::data_svc::check_quota(&self.hub, &grant)?;
-        let policy = Policy::compile(grant, &manifest, &self.hub.mask_secret)?;
+        let policy = self.hub.policy(grant, &manifest)?;
         let key_index = manifest
             .key_column
             .as_deref()

@@ -6,10 +6,13 @@ use crate::{Error, Result};
 use citybrain_audit::AuditLog;
 use citybrain_auth::{Authenticator, Principal};
 use citybrain_catalog::Catalog;
+use citybrain_catalog::TableManifest;
 use citybrain_engine::Engine;
 use citybrain_governance::Governance;
+use citybrain_governance::{Grant, Policy};
 use citybrain_query::{Analytics, Limits as SqlLimits};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tonic::Request;
 
 /// The hub's state shared by every service.
@@ -23,6 +26,8 @@ pub struct Hub {
     pub(crate) mask_secret: [u8; 32],
     pub(crate) sink: Arc<dyn AuditSink>,
     pub(crate) analytics: Arc<Analytics>,
+    /// Compiled policies by grant id, reused while the grant and its table are unchanged.
+    policies: Mutex<HashMap<String, (TableManifest, Arc<Policy>)>>,
 }
 
 impl Hub {
@@ -40,6 +45,7 @@ impl Hub {
             catalog,
             engine,
             analytics,
+            policies: Mutex::new(HashMap::new()),
             auth,
             counters: Arc::new(Counters::default()),
             sink: Arc::new(audit.clone()),
@@ -70,6 +76,23 @@ impl Hub {
     /// The serving counters (calls, shed, panics, deadlines).
     pub fn counters(&self) -> &Arc<Counters> {
         &self.counters
+    }
+
+    /// A grant compiled for its table. Compiling parses and plans the row filter, so the result
+    /// is kept; a grant's terms do not change after its decision, and revocation and expiry are
+    /// checked on every call before a policy is asked for.
+    pub(crate) fn policy(&self, grant: Grant, manifest: &TableManifest) -> Result<Arc<Policy>> {
+        let mut cache = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((m, p)) = cache.get(&grant.id)
+            && p.grant == grant
+            && m == manifest
+        {
+            return Ok(p.clone());
+        }
+        let id = grant.id.clone();
+        let p = Arc::new(Policy::compile(grant, manifest, &self.mask_secret)?);
+        cache.insert(id, (manifest.clone(), p.clone()));
+        Ok(p)
     }
 
     /// The verified caller of a request, also noted for the call's audit record.

@@ -1,0 +1,573 @@
+//! `citybrain bench`: a load generator for a running hub, with baselines in the same run.
+//!
+//! It mints its own tokens from the hub's data directory (a dev tool on the hub's machine),
+//! obtains a read grant for a benchmark purpose, samples keys spread over the table's files, then
+//! runs N concurrent clients over real gRPC for a fixed time and reports latency percentiles,
+//! throughput and errors. With `--sql-baseline` the same lookups run through plain DataFusion SQL
+//! over the same files (in this process, default settings and with the metadata cache sized to
+//! the data and bloom filters off); with `--duckdb` through DuckDB (Python), when installed.
+
+use crate::cli::{BenchArgs, BenchMode};
+use crate::commands::parse_ttl;
+use crate::hub::{TABLES_DIR, local_issuer, open_catalog};
+use crate::{Error, Result};
+use arrow::array::{Array, AsArray};
+use citybrain_proto::v1 as pb;
+use citybrain_proto::v1::data_service_client::DataServiceClient;
+use citybrain_proto::v1::sharing_service_client::SharingServiceClient;
+use citybrain_types::{CitizenId, Role, ShareType};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use indicatif::{ProgressBar, ProgressStyle};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::Request;
+use tonic::transport::{Channel, Endpoint};
+
+const PURPOSE: &str = "benchmark load test";
+
+/// One measured run.
+#[derive(Debug, serde::Serialize)]
+struct Run {
+    name: String,
+    calls: u64,
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+    seconds: f64,
+    per_second: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i] as f64 / 1000.0
+}
+
+fn summarize(name: &str, mut lat: Vec<u32>, errors: BTreeMap<String, u64>, secs: f64) -> Run {
+    lat.sort_unstable();
+    let ok = lat.len() as u64;
+    Run {
+        name: name.to_owned(),
+        calls: ok + errors.values().sum::<u64>(),
+        ok,
+        errors,
+        seconds: secs,
+        per_second: ok as f64 / secs,
+        p50_ms: percentile(&lat, 0.50),
+        p90_ms: percentile(&lat, 0.90),
+        p99_ms: percentile(&lat, 0.99),
+        p999_ms: percentile(&lat, 0.999),
+    }
+}
+
+/// Keys spread over every row group of every file: a few rows from each.
+fn sample_keys(dir: &Path, key: &str, want: usize) -> Result<Vec<String>> {
+    let io = |what: String| move |e: std::io::Error| Error::Io { what, source: e };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(format!("read {}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    files.sort();
+    let bad = |e: parquet::errors::ParquetError| Error::Usage(format!("sampling keys: {e}"));
+    let mut groups = 0usize;
+    for f in &files {
+        let file = std::fs::File::open(f).map_err(io(format!("open {}", f.display())))?;
+        groups += ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(bad)?
+            .metadata()
+            .num_row_groups();
+    }
+    let per_group = want.div_ceil(groups.max(1)).max(1);
+    let mut keys = Vec::with_capacity(want);
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    for f in &files {
+        let file = std::fs::File::open(f).map_err(io(format!("open {}", f.display())))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(bad)?;
+        let md = builder.metadata().clone();
+        let descr = md.file_metadata().schema_descr();
+        let Some(col) = (0..descr.num_columns()).find(|c| descr.column(*c).name() == key) else {
+            return Err(Error::Usage(format!("{} has no column {key}", f.display())));
+        };
+        let mut selectors = Vec::new();
+        for g in 0..md.num_row_groups() {
+            let rows = md.row_group(g).num_rows() as usize;
+            let take = per_group.min(rows);
+            let stride = rows / take.max(1);
+            for t in 0..take {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let off = (seed >> 33) as usize % stride.max(1);
+                selectors.push((g, t * stride + off));
+            }
+        }
+        // (row group, row) → a selection over the file's rows.
+        let mut sel = Vec::new();
+        let mut pos = 0usize;
+        let starts: Vec<usize> = (0..md.num_row_groups())
+            .scan(0usize, |acc, g| {
+                let s = *acc;
+                *acc += md.row_group(g).num_rows() as usize;
+                Some(s)
+            })
+            .collect();
+        for (g, at) in selectors {
+            let row = starts[g] + at;
+            if row < pos {
+                continue;
+            }
+            if row > pos {
+                sel.push(RowSelector::skip(row - pos));
+            }
+            sel.push(RowSelector::select(1));
+            pos = row + 1;
+        }
+        let reader = builder
+            .with_projection(ProjectionMask::roots(descr, [col]))
+            .with_row_selection(RowSelection::from(sel))
+            .build()
+            .map_err(bad)?;
+        for b in reader {
+            let b = b.map_err(|e| Error::Usage(format!("sampling keys: {e}")))?;
+            let c = b.column(0).as_string::<i32>();
+            keys.extend(
+                (0..c.len())
+                    .filter(|i| c.is_valid(*i))
+                    .map(|i| c.value(i).to_owned()),
+            );
+        }
+    }
+    Ok(keys)
+}
+
+/// A well-formed ID number that (almost surely) no resident has: same area and birth date,
+/// another sequence number.
+fn absent_like(key: &str, n: u64) -> String {
+    match CitizenId::parse(key) {
+        Ok(id) => {
+            let area: u32 = key[..6].parse().unwrap_or(440605);
+            CitizenId::from_parts(area, id.birth_date(), (997 - (n % 3)) as u16)
+                .as_str()
+                .to_owned()
+        }
+        Err(_) => format!("{key}~absent"),
+    }
+}
+
+async fn channels(server: &str, n: usize) -> Result<Vec<Channel>> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let ch = Endpoint::from_shared(server.to_owned())
+            .map_err(|e| Error::Usage(format!("--server: {e}")))?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| Error::Connect {
+                server: server.to_owned(),
+                reason: e.to_string(),
+            })?;
+        out.push(ch);
+    }
+    Ok(out)
+}
+
+fn authed<T>(token: &str, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    if let Ok(v) = format!("Bearer {token}").parse() {
+        r.metadata_mut().insert("authorization", v);
+    }
+    r
+}
+
+fn progress(label: &str, secs: u64) -> ProgressBar {
+    let pb = ProgressBar::new(secs);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len}s {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(label.to_owned());
+    pb
+}
+
+/// Runs `call` from `clients` tasks for `warmup + secs`, measuring after the warm-up.
+async fn drive<F, Fut>(label: &str, clients: usize, warmup: Duration, secs: u64, call: F) -> Run
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = std::result::Result<(), String>> + Send,
+{
+    let call = Arc::new(call);
+    let start = Instant::now() + warmup;
+    let end = start + Duration::from_secs(secs);
+    let pb = progress(label, secs);
+    let ticker = {
+        let pb = pb.clone();
+        tokio::spawn(async move {
+            while Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let done = Instant::now().saturating_duration_since(start).as_secs();
+                pb.set_position(done.min(secs));
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), BTreeMap::<String, u64>::new());
+            let mut n = c as u64 * 7919;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let r = call(c, n).await;
+                n += 1;
+                if t0 < start {
+                    continue;
+                }
+                match r {
+                    Ok(()) => lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32),
+                    Err(code) => *errors.entry(code).or_default() += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut lat, mut errors) = (Vec::new(), BTreeMap::new());
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            lat.extend(l);
+            for (k, v) in e {
+                *errors.entry(k).or_insert(0) += v;
+            }
+        }
+    }
+    ticker.abort();
+    pb.finish_and_clear();
+    summarize(label, lat, errors, secs as f64)
+}
+
+/// `citybrain bench`.
+pub async fn bench(a: BenchArgs) -> Result<()> {
+    let secs = parse_ttl(&a.duration)?;
+    let warmup = Duration::from_secs(parse_ttl(&a.warmup)?);
+    let catalog = open_catalog(&a.data.data_dir)?;
+    let manifest = catalog.get(&a.table)?.manifest;
+    let key = manifest
+        .key_column
+        .clone()
+        .ok_or_else(|| Error::Usage(format!("{} has no key column", a.table)))?;
+    let dataset = manifest
+        .dataset
+        .clone()
+        .ok_or_else(|| Error::Usage(format!("{} holds no data", a.table)))?;
+    let tables = a
+        .tables_dir
+        .clone()
+        .unwrap_or_else(|| a.data.data_dir.join(TABLES_DIR));
+    let dir = dataset.split('/').fold(tables, |p, s| p.join(s));
+
+    // Tokens and a read grant for the benchmark purpose.
+    let issuer = local_issuer(&a.data.data_dir)?;
+    let consumer = issuer.mint("bench-load", Role::Consumer, "bench", 24 * 3600)?;
+    let steward = issuer.mint(&manifest.provider_code, Role::Steward, "bench", 24 * 3600)?;
+    let chans = channels(&a.server, a.clients.div_ceil(8).max(1)).await?;
+    let mut sharing = SharingServiceClient::new(chans[0].clone());
+    let columns: Vec<String> = manifest
+        .columns
+        .iter()
+        .filter(|c| c.share_type != ShareType::NotShared)
+        .map(|c| c.name.clone())
+        .collect();
+    let claim = columns
+        .iter()
+        .find(|c| **c != key)
+        .cloned()
+        .unwrap_or_else(|| key.clone());
+    let applied = sharing
+        .apply(authed(
+            &consumer,
+            pb::ApplyRequest {
+                table: a.table.clone(),
+                columns,
+                purpose: PURPOSE.into(),
+                business_system: "citybrain bench".into(),
+                service_matter: "load test".into(),
+                days: 1,
+                mode: pb::Mode::Read.into(),
+            },
+        ))
+        .await?
+        .into_inner();
+    if applied.grant.is_none()
+        && let Some(app) = applied.application
+    {
+        sharing
+            .decide(authed(
+                &steward,
+                pb::DecideRequest {
+                    application_id: app.id,
+                    approve: true,
+                    reason: "load test".into(),
+                    ..Default::default()
+                },
+            ))
+            .await?;
+    }
+
+    eprintln!("sampling {} keys from {}", a.sample, dir.display());
+    let mut keys = sample_keys(&dir, &key, a.sample)?;
+    if keys.is_empty() {
+        return Err(Error::Usage("no keys found in the table's files".into()));
+    }
+    let absent = (keys.len() * a.absent_percent as usize / 100).min(keys.len());
+    let step = keys.len() / absent.max(1);
+    for i in 0..absent {
+        let fake = absent_like(&keys[i * step], i as u64);
+        keys[i * step] = fake;
+    }
+    let keys = Arc::new(keys);
+    let mut runs = Vec::new();
+
+    let hub_label = match a.mode {
+        BenchMode::Lookup => "hub Lookup (gRPC)",
+        BenchMode::Verify => "hub Verify (gRPC)",
+    };
+    {
+        let (keys, chans, table, token, mode, claim) = (
+            keys.clone(),
+            Arc::new(chans),
+            a.table.clone(),
+            consumer.clone(),
+            a.mode,
+            claim.clone(),
+        );
+        let run = drive(hub_label, a.clients, warmup, secs, move |c, n| {
+            let key = keys[(n as usize * 2654435761) % keys.len()].clone();
+            let mut client = DataServiceClient::new(chans[c % chans.len()].clone());
+            let (table, token, claim) = (table.clone(), token.clone(), claim.clone());
+            async move {
+                let r = match mode {
+                    BenchMode::Lookup => client
+                        .lookup(authed(
+                            &token,
+                            pb::LookupRequest {
+                                table,
+                                key,
+                                purpose: PURPOSE.into(),
+                            },
+                        ))
+                        .await
+                        .map(|_| ()),
+                    BenchMode::Verify => client
+                        .verify(authed(
+                            &token,
+                            pb::VerifyRequest {
+                                table,
+                                key,
+                                purpose: PURPOSE.into(),
+                                claims: vec![pb::Claim {
+                                    column: claim,
+                                    value: "x".into(),
+                                }],
+                            },
+                        ))
+                        .await
+                        .map(|_| ()),
+                };
+                r.map_err(|s| format!("{:?}", s.code()))
+            }
+        })
+        .await;
+        runs.push(run);
+    }
+
+    if a.sql_baseline {
+        for (label, tuned) in [
+            ("DataFusion SQL (default)", false),
+            ("DataFusion SQL (tuned)", true),
+        ] {
+            let mut config = SessionConfig::new();
+            if tuned {
+                config.options_mut().execution.parquet.bloom_filter_on_read = false;
+            }
+            let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
+            let runtime = if tuned {
+                runtime.with_metadata_cache_limit(1 << 30)
+            } else {
+                runtime
+            };
+            let runtime = runtime
+                .build_arc()
+                .map_err(|e| Error::Usage(format!("datafusion: {e}")))?;
+            let ctx = SessionContext::new_with_config_rt(config, runtime);
+            let path = format!("{}/", dir.display());
+            ctx.register_parquet("t", &path, ParquetReadOptions::default())
+                .await
+                .map_err(|e| Error::Usage(format!("datafusion: {e}")))?;
+            let (ctx, keys, key) = (Arc::new(ctx), keys.clone(), key.clone());
+            let run = drive(label, a.clients, warmup, secs, move |_c, n| {
+                let k = keys[(n as usize * 2654435761) % keys.len()].clone();
+                let (ctx, key) = (ctx.clone(), key.clone());
+                async move {
+                    let df = ctx
+                        .sql(&format!("SELECT * FROM t WHERE {key} = '{k}'"))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    df.collect().await.map(|_| ()).map_err(|e| e.to_string())
+                }
+            })
+            .await;
+            runs.push(run);
+        }
+    }
+    if a.duckdb {
+        runs.push(duckdb_run(&dir, &key, &keys, a.clients, warmup, secs)?);
+    }
+
+    print_table(&runs);
+    if let Some(path) = &a.json {
+        let doc = serde_json::json!({
+            "table": a.table,
+            "clients": a.clients,
+            "duration_s": secs,
+            "keys": keys.len(),
+            "absent_percent": a.absent_percent,
+            "runs": runs,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&doc).unwrap_or_default()).map_err(|e| {
+            Error::Io {
+                what: format!("write {}", path.display()),
+                source: e,
+            }
+        })?;
+    }
+    if runs[0].ok == 0 {
+        return Err(Error::Usage(format!(
+            "no call succeeded against the hub: {:?}",
+            runs[0].errors
+        )));
+    }
+    Ok(())
+}
+
+fn print_table(runs: &[Run]) {
+    println!(
+        "{:<28} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10}",
+        "path", "calls", "per s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "errors", "vs hub"
+    );
+    let base = runs.first().map_or(1.0, |r| r.per_second.max(1e-9));
+    for r in runs {
+        println!(
+            "{:<28} {:>9} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>8} {:>9.3}x",
+            r.name,
+            r.calls,
+            r.per_second,
+            r.p50_ms,
+            r.p90_ms,
+            r.p99_ms,
+            r.p999_ms,
+            r.errors.values().sum::<u64>(),
+            r.per_second / base
+        );
+    }
+}
+
+/// DuckDB through Python, when the module is installed: the same keys, threads and duration.
+fn duckdb_run(
+    dir: &Path,
+    key: &str,
+    keys: &[String],
+    clients: usize,
+    warmup: Duration,
+    secs: u64,
+) -> Result<Run> {
+    let python = std::env::var("CITYBRAIN_PYTHON").unwrap_or_else(|_| "python3".into());
+    let keys_file =
+        std::env::temp_dir().join(format!("citybrain-bench-keys-{}", std::process::id()));
+    std::fs::write(&keys_file, keys.join("\n")).map_err(|e| Error::Io {
+        what: "write keys".into(),
+        source: e,
+    })?;
+    let script = r#"
+import duckdb, json, sys, threading, time
+path, key, keys_file, clients, warm, secs = sys.argv[1:7]
+keys = open(keys_file).read().split("\n")
+clients, warm, secs = int(clients), float(warm), float(secs)
+con = duckdb.connect()
+con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{path}/*.parquet')")
+start = time.perf_counter() + warm
+end = start + secs
+lat, errors = [], [0]
+lock = threading.Lock()
+def worker(c):
+    cur = con.cursor()
+    n = c * 7919
+    mine = []
+    while True:
+        t0 = time.perf_counter()
+        if t0 >= end:
+            break
+        k = keys[(n * 2654435761) % len(keys)]
+        n += 1
+        try:
+            cur.execute(f"SELECT * FROM t WHERE {key} = ?", [k]).fetchall()
+        except Exception:
+            errors[0] += 1
+            continue
+        if t0 >= start:
+            mine.append(int((time.perf_counter() - t0) * 1e6))
+    with lock:
+        lat.extend(mine)
+threads = [threading.Thread(target=worker, args=(c,)) for c in range(clients)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps({"lat": lat, "errors": errors[0]}))
+"#;
+    eprintln!("running DuckDB (python) for {}s", secs + warmup.as_secs());
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(dir)
+        .arg(key)
+        .arg(&keys_file)
+        .arg(clients.to_string())
+        .arg(warmup.as_secs().to_string())
+        .arg(secs.to_string())
+        .output();
+    let _ = std::fs::remove_file(&keys_file);
+    let out = out.map_err(|e| Error::Io {
+        what: format!("run {python}"),
+        source: e,
+    })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(Error::Usage(format!(
+            "DuckDB baseline failed (is duckdb installed for {python}?): {}",
+            err.lines().last().unwrap_or_default()
+        )));
+    }
+    #[derive(serde::Deserialize)]
+    struct Out {
+        lat: Vec<u32>,
+        errors: u64,
+    }
+    let o: Out = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Usage(format!("DuckDB baseline output: {e}")))?;
+    let mut errors = BTreeMap::new();
+    if o.errors > 0 {
+        errors.insert("error".to_owned(), o.errors);
+    }
+    Ok(summarize("DuckDB (python)", o.lat, errors, secs as f64))
+}
