@@ -72,18 +72,22 @@ impl DataApi {
         validate_table_name(table).map_err(|e| Error::invalid("table", e.to_string()))?;
         ctx.tables([table.to_owned()]);
         ctx.purpose(purpose);
-        let gov = self.hub.governance.clone();
-        let name = table.to_owned();
-        let manifest = self.hub.blocking(move || gov.table(&name)).await?;
-        let key = check_key(&manifest, key)?;
-        ctx.key_hashes(vec![self.hub.audit.hash_key(&key)]);
+        // One trip to the database for the table and the grant; the key is judged before the
+        // grant, so a malformed key is INVALID_ARGUMENT whatever the caller holds.
         let gov = self.hub.governance.clone();
         let (dept, name, purpose_owned) =
             (p.department.clone(), table.to_owned(), purpose.to_owned());
-        let grant = self
+        let (manifest, grant) = self
             .hub
-            .blocking(move || gov.usable_grant(&dept, &name, &purpose_owned))
+            .blocking(move || {
+                let manifest = gov.table(&name)?;
+                let grant = gov.usable_grant(&dept, &name, &purpose_owned);
+                Ok::<_, citybrain_governance::Error>((manifest, grant))
+            })
             .await?;
+        let key = check_key(&manifest, key)?;
+        ctx.key_hashes(vec![self.hub.audit.hash_key(&key)]);
+        let grant = grant?;
         ctx.grant(&grant.id, purpose);
         check_quota(&self.hub, &grant)?;
         let policy = self.hub.policy(grant, &manifest)?;
