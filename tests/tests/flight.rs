@@ -694,6 +694,15 @@ async fn aggregate_grant_answers_only_large_groups() {
         "SELECT town, count(*) FROM (SELECT town, count(*) AS c FROM population.residents GROUP BY town) t GROUP BY town",
         "SELECT town, sum(rn) FROM (SELECT town, row_number() OVER () AS rn FROM population.residents) GROUP BY town",
         "SELECT town, count(*) FROM population.residents WHERE birth_date IN (SELECT birth_date FROM population.residents WHERE gender = '男') GROUP BY town",
+        // One person's value inside a large group: FILTER, computed arguments, grouping sets.
+        "SELECT count(*) FILTER (WHERE gender = '男') FROM population.residents",
+        "SELECT sum(CASE WHEN gender = '男' THEN 1 ELSE 0 END) FROM population.residents",
+        "SELECT town, count(*) FROM population.residents GROUP BY ROLLUP(town)",
+        "SELECT substr(town, 1, 1), count(*) FROM population.residents GROUP BY 1",
+        // Conditions that could fail on one row (and so tell that it exists).
+        "SELECT count(*) FROM population.residents WHERE CAST(CASE WHEN gender = '男' THEN town END AS INT) = 0",
+        "SELECT count(*) FROM population.residents WHERE town = 5",
+        "SELECT town, count(*) FROM population.residents GROUP BY town HAVING 1 / (count(*) - 1) > 0",
     ] {
         let s = sql.refused(q).await;
         assert_eq!(s.code(), Code::PermissionDenied, "{q}: {s:?}");

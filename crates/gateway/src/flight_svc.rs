@@ -241,26 +241,24 @@ impl FlightApi {
         ctx: &CallContext,
     ) -> Result<(FlightStream, u64)> {
         let sources = self.sql_sources(req, ctx).await?;
-        let a = self.hub.analytics.run(&sources, sql).await?;
-        let mut tables: Vec<String> = a.used.iter().map(|u| u.table.clone()).collect();
+        let prepared = self.hub.analytics.prepare(&sources, sql).await?;
+        let mut tables: Vec<String> = prepared.used().iter().map(|u| u.table.clone()).collect();
+        tables.sort();
         tables.dedup();
         ctx.tables(tables);
-        let mut grants: Vec<String> = a.used.iter().map(|u| u.grant_id.clone()).collect();
+        let mut grants: Vec<String> = prepared.used().iter().map(|u| u.grant_id.clone()).collect();
         grants.sort();
         grants.dedup();
-        let purpose = header_purpose(req)?;
         if !grants.is_empty() {
-            ctx.grant(&grants.join(","), &purpose);
+            ctx.grant(&grants.join(","), &header_purpose(req)?);
         }
-        for u in &a.used {
-            if let Some(g) = sources
-                .iter()
-                .find(|s| s.policy.grant.id == u.grant_id)
-                .map(|s| &s.policy.grant)
-            {
-                crate::data_svc::check_quota(&self.hub, g)?;
+        // Quotas before any data is read.
+        for id in &grants {
+            if let Some(s) = sources.iter().find(|s| &s.policy.grant.id == id) {
+                crate::data_svc::check_quota(&self.hub, &s.policy.grant)?;
             }
         }
+        let a = prepared.run().await?;
         ctx.columns(a.schema.fields().iter().map(|f| f.name().clone()));
         ctx.rows(a.rows);
         let bytes = bytes_of(&a.batches);

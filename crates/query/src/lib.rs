@@ -126,6 +126,62 @@ pub struct Answer {
     pub used: Vec<UsedTable>,
 }
 
+/// A planned and checked query.
+pub struct Prepared<'a> {
+    analytics: &'a Analytics,
+    ctx: SessionContext,
+    plan: LogicalPlan,
+    used: Vec<UsedTable>,
+}
+
+impl Prepared<'_> {
+    /// The granted tables the query reads.
+    pub fn used(&self) -> &[UsedTable] {
+        &self.used
+    }
+
+    /// Runs the query and collects its answer (bounded in size).
+    pub async fn run(self) -> Result<Answer> {
+        let a = self.analytics;
+        // Under an aggregate grant a failure while running says nothing about the rows.
+        let aggregate = self
+            .used
+            .iter()
+            .any(|u| u.mode == citybrain_governance::Mode::Aggregate);
+        let fail = |e: DataFusionError| match a.error(e) {
+            Error::Invalid(_) if aggregate => {
+                Error::Invalid("the query failed while running".into())
+            }
+            other => other,
+        };
+        let df = self
+            .ctx
+            .execute_logical_plan(self.plan)
+            .await
+            .map_err(fail)?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let mut stream = df.execute_stream().await.map_err(fail)?;
+        let (mut batches, mut rows, mut bytes) = (Vec::new(), 0u64, 0usize);
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(fail)?;
+            bytes += batch.get_array_memory_size();
+            if bytes > a.limits.max_answer_bytes {
+                return Err(Error::TooLarge {
+                    limit_bytes: a.limits.max_answer_bytes,
+                });
+            }
+            rows += batch.num_rows() as u64;
+            batches.push(batch);
+        }
+        Ok(Answer {
+            schema,
+            batches,
+            rows,
+            used: self.used,
+        })
+    }
+}
+
 /// Governed SQL over the engine's data.
 pub struct Analytics {
     engine: Arc<Engine>,
@@ -247,33 +303,20 @@ impl Analytics {
         Ok(Arc::new(plan.schema().as_arrow().clone()))
     }
 
-    /// Plans, checks and runs one query.
-    pub async fn run(&self, sources: &[Source], sql: &str) -> Result<Answer> {
+    /// Plans and checks one query: what it would read, before anything runs.
+    pub async fn prepare(&self, sources: &[Source], sql: &str) -> Result<Prepared<'_>> {
         let (ctx, plan, used) = self.plan(sources, sql).await?;
-        let df = ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(|e| self.error(e))?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let mut stream = df.execute_stream().await.map_err(|e| self.error(e))?;
-        let (mut batches, mut rows, mut bytes) = (Vec::new(), 0u64, 0usize);
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| self.error(e))?;
-            bytes += batch.get_array_memory_size();
-            if bytes > self.limits.max_answer_bytes {
-                return Err(Error::TooLarge {
-                    limit_bytes: self.limits.max_answer_bytes,
-                });
-            }
-            rows += batch.num_rows() as u64;
-            batches.push(batch);
-        }
-        Ok(Answer {
-            schema,
-            batches,
-            rows,
+        Ok(Prepared {
+            analytics: self,
+            ctx,
+            plan,
             used,
         })
+    }
+
+    /// Plans, checks and runs one query.
+    pub async fn run(&self, sources: &[Source], sql: &str) -> Result<Answer> {
+        self.prepare(sources, sql).await?.run().await
     }
 
     /// A DataFusion error as the caller may be told it: first line only.

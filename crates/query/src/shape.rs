@@ -3,20 +3,24 @@
 //! Every query: a query only (no EXPLAIN, DDL, DML, COPY or statements anywhere in the plan).
 //!
 //! A query that reads a table through an `aggregate` grant must be one aggregation: optional
-//! projection, HAVING, ORDER BY, DISTINCT and LIMIT over one GROUP BY whose input reads tables
-//! directly (joins, WHERE, plain column lists); no subqueries, window functions or nested
-//! aggregations; only COUNT, SUM and AVG. The hub then adds, for every aggregate-granted table in
-//! the input, a count of the distinct people (keys) behind each group, and drops every group in
-//! which any of those counts is below the grant's minimum group size. A group that names or
-//! counts one person therefore never leaves, whatever the WHERE clause or join narrowed it to.
+//! projection, HAVING, ORDER BY, DISTINCT and LIMIT over one GROUP BY of plain columns whose input
+//! reads tables directly (joins, WHERE, plain column lists); no subqueries, window functions,
+//! grouping sets or nested aggregations; only COUNT, SUM and AVG of plain columns, without FILTER;
+//! conditions only of the kinds that cannot fail on a value (so no error depends on one row).
+//! The hub then adds, for every aggregate-granted table in the input, a count of the distinct
+//! people (keys) behind each group, and drops every group in which any of those counts is below
+//! the grant's minimum group size. One query therefore cannot return a group narrowed to fewer
+//! people than that. Differencing two allowed answers (all, and all but one person) is not
+//! prevented: the minimum group size is a control, not a proof of anonymity.
 
 use crate::scan::{GROUP_KEY, GovernedTable};
 use crate::{Error, Result};
 use citybrain_governance::Mode;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchemaRef};
+use datafusion::common::{Column, DFSchema, DFSchemaRef};
 use datafusion::datasource::source_as_provider;
 use datafusion::functions_aggregate::expr_fn::count_distinct;
+use datafusion::logical_expr::ExprSchemable;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableSource, col, lit};
 use std::sync::Arc;
 
@@ -114,17 +118,110 @@ fn no_subqueries(node: &LogicalPlan, tables: &str) -> Result<()> {
     Ok(())
 }
 
-/// Only COUNT, SUM and AVG: MIN, MAX, string and array aggregates would show single values.
+/// Only COUNT, SUM and AVG of a plain column (or `*`), without FILTER: MIN, MAX, string and
+/// array aggregates would show single values, and a computed argument or a FILTER clause could
+/// aggregate one person inside a large group.
 fn allowed_aggregate(e: &Expr) -> bool {
     match e {
         Expr::Alias(a) => allowed_aggregate(&a.expr),
         Expr::AggregateFunction(f) => {
             matches!(f.func.name(), "count" | "sum" | "avg" | "mean")
                 && f.params.order_by.is_empty()
+                && f.params.filter.is_none()
+                && f.params
+                    .args
+                    .iter()
+                    .all(|a| matches!(a, Expr::Column(_) | Expr::Literal(..)))
         }
         _ => false,
     }
 }
+
+/// Conditions an aggregate query may use in WHERE, JOIN and HAVING: columns, literals,
+/// comparisons of equal types, boolean logic, IN lists, BETWEEN, LIKE and null tests. None of
+/// them can fail on a value, so neither an answer nor an error can depend on one person's row.
+/// (A comparison of unequal types would make the planner cast the column, which can fail.)
+fn safe(e: &Expr, schema: &DFSchema) -> bool {
+    use datafusion::logical_expr::Operator as Op;
+    let ty = |e: &Expr| e.get_type(schema).ok();
+    let same = |a: &Expr, b: &Expr| ty(a).is_some() && ty(a) == ty(b);
+    match e {
+        Expr::Column(_) | Expr::Literal(..) => true,
+        Expr::Alias(a) => safe(&a.expr, schema),
+        Expr::Cast(c) => matches!(c.expr.as_ref(), Expr::Literal(..)),
+        Expr::TryCast(c) => matches!(c.expr.as_ref(), Expr::Literal(..)),
+        Expr::BinaryExpr(b) => match b.op {
+            Op::And | Op::Or => safe(&b.left, schema) && safe(&b.right, schema),
+            Op::Eq
+            | Op::NotEq
+            | Op::Lt
+            | Op::LtEq
+            | Op::Gt
+            | Op::GtEq
+            | Op::IsDistinctFrom
+            | Op::IsNotDistinctFrom => {
+                safe(&b.left, schema) && safe(&b.right, schema) && same(&b.left, &b.right)
+            }
+            _ => false,
+        },
+        Expr::Not(x)
+        | Expr::IsNull(x)
+        | Expr::IsNotNull(x)
+        | Expr::IsTrue(x)
+        | Expr::IsFalse(x)
+        | Expr::IsNotTrue(x)
+        | Expr::IsNotFalse(x) => safe(x, schema),
+        Expr::Between(b) => {
+            [&b.expr, &b.low, &b.high].iter().all(|x| safe(x, schema))
+                && same(&b.expr, &b.low)
+                && same(&b.expr, &b.high)
+        }
+        Expr::InList(l) => {
+            safe(&l.expr, schema) && l.list.iter().all(|x| safe(x, schema) && same(&l.expr, x))
+        }
+        Expr::Like(l) => {
+            safe(&l.expr, schema) && safe(&l.pattern, schema) && same(&l.expr, &l.pattern)
+        }
+        _ => false,
+    }
+}
+
+/// Every expression of `node` is [`safe`] over its input.
+fn safe_node(node: &LogicalPlan, tables: &str) -> Result<()> {
+    let inputs = node.inputs();
+    let schema = match node {
+        LogicalPlan::Join(_) => node.schema().clone(),
+        _ => match inputs.first() {
+            Some(i) => i.schema().clone(),
+            None => node.schema().clone(),
+        },
+    };
+    if let LogicalPlan::Join(j) = node {
+        // Join keys are compared for equality; their types must already agree.
+        for (l, r) in &j.on {
+            if !(safe(l, j.left.schema()) && safe(r, j.right.schema())) {
+                return Err(refuse(tables, "join on columns, not on computed values"));
+            }
+            if l.get_type(j.left.schema()).ok() != r.get_type(j.right.schema()).ok() {
+                return Err(refuse(tables, "join on columns of the same type"));
+            }
+        }
+        if let Some(f) = &j.filter
+            && !safe(f, &schema)
+        {
+            return Err(refuse(tables, CONDITIONS));
+        }
+        return Ok(());
+    }
+    if node.expressions().iter().all(|e| safe(e, &schema)) {
+        Ok(())
+    } else {
+        Err(refuse(tables, CONDITIONS))
+    }
+}
+
+const CONDITIONS: &str = "conditions may only compare columns with values of the same type \
+     (=, <>, <, >, BETWEEN, IN, LIKE, IS NULL, AND, OR, NOT)";
 
 /// The input of the one aggregation: tables read directly.
 fn check_input(node: &LogicalPlan, tables: &str) -> Result<()> {
@@ -132,6 +229,7 @@ fn check_input(node: &LogicalPlan, tables: &str) -> Result<()> {
         LogicalPlan::TableScan(_) => Ok(()),
         LogicalPlan::Filter(_) | LogicalPlan::Join(_) | LogicalPlan::SubqueryAlias(_) => {
             no_subqueries(node, tables)?;
+            safe_node(node, tables)?;
             node.inputs()
                 .into_iter()
                 .try_for_each(|i| check_input(i, tables))
@@ -175,6 +273,10 @@ fn suppress_small_groups(
             | LogicalPlan::Distinct(_)
             | LogicalPlan::SubqueryAlias(_) => {
                 no_subqueries(&node, tables)?;
+                if matches!(node, LogicalPlan::Filter(_)) {
+                    // HAVING may be evaluated on groups that are then dropped.
+                    safe_node(&node, tables)?;
+                }
                 let inputs = node.inputs();
                 let [input] = inputs.as_slice() else {
                     return Err(refuse(tables, "one aggregation only"));
@@ -195,8 +297,11 @@ fn suppress_small_groups(
     let LogicalPlan::Aggregate(agg) = node else {
         return Err(Error::Internal("aggregate expected".into()));
     };
-    if agg.group_expr.iter().any(has_subquery) {
-        return Err(refuse(tables, "subqueries are not allowed"));
+    if !agg.group_expr.iter().all(|e| matches!(e, Expr::Column(_))) {
+        return Err(refuse(
+            tables,
+            "GROUP BY plain columns (no expressions, GROUPING SETS, ROLLUP or CUBE)",
+        ));
     }
     if !agg.aggr_expr.iter().all(allowed_aggregate) {
         return Err(refuse(tables, "only COUNT, SUM and AVG are allowed"));
