@@ -43,6 +43,9 @@ pub(crate) struct Footer {
 /// A dataset's key index and the files it was built from.
 pub(crate) struct Indexed {
     pub(crate) files: Vec<(ObjectPath, u64, i64)>,
+    /// The catalog columns the files were checked against.
+    pub(crate) columns: Vec<(String, DataType)>,
+    pub(crate) footers: Vec<Arc<Footer>>,
     pub(crate) index: Arc<KeyIndex>,
 }
 

@@ -79,6 +79,26 @@ impl Engine {
             table: table.name.clone(),
             problem,
         };
+        let identity: Vec<(ObjectPath, u64, i64)> = files
+            .iter()
+            .map(|m| {
+                let t = m.last_modified.timestamp_nanos_opt().unwrap_or_default();
+                (m.location.clone(), m.size, t)
+            })
+            .collect();
+        let columns: Vec<(String, citybrain_types::DataType)> = table
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), c.data_type))
+            .collect();
+        let cache_key = format!("{dataset}\u{0}{key_col}");
+        // Same files, same catalog columns: footers were read and checked when this was built.
+        if let Some(hit) = lock(&self.indexes).get(&cache_key)
+            && hit.files == identity
+            && hit.columns == columns
+        {
+            return Ok((hit.index.clone(), hit.footers.clone()));
+        }
         let mut footers = Vec::with_capacity(files.len());
         for (i, meta) in files.iter().enumerate() {
             let footer = self
@@ -92,19 +112,6 @@ impl Engine {
                 })
             })?;
             footers.push(footer);
-        }
-        let identity: Vec<(ObjectPath, u64, i64)> = files
-            .iter()
-            .map(|m| {
-                let t = m.last_modified.timestamp_nanos_opt().unwrap_or_default();
-                (m.location.clone(), m.size, t)
-            })
-            .collect();
-        let cache_key = format!("{dataset}\u{0}{key_col}");
-        if let Some(hit) = lock(&self.indexes).get(&cache_key)
-            && hit.files == identity
-        {
-            return Ok((hit.index.clone(), footers));
         }
         let mut keyed = Vec::with_capacity(footers.len());
         for (i, f) in footers.iter().enumerate() {
@@ -122,6 +129,8 @@ impl Engine {
             cache_key,
             Arc::new(Indexed {
                 files: identity,
+                columns,
+                footers: footers.clone(),
                 index: index.clone(),
             }),
         );

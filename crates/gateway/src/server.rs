@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
@@ -164,10 +165,17 @@ pub async fn serve(hub: Hub, listen: SocketAddr, limits: Limits) -> Result<Runni
         .add_service(data)
         .add_service(flight);
 
+    // The builder's tcp_nodelay applies only to sockets tonic binds itself; these are ours.
+    // Without it, small answers wait for the peer's delayed ACK (~40 ms on Linux).
+    let incoming = TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(stream)
+    });
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             })
             .await
