@@ -109,6 +109,20 @@ pub struct BenchArgs {
     /// Write the results as JSON here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Instead of the lookup load: time these governed SQL queries over Flight SQL, one at a
+    /// time, against the same query on ungoverned DataFusion (and DuckDB with `--duckdb`).
+    #[arg(long = "query")]
+    pub queries: Vec<String>,
+    /// Runs of each query per path (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Tables the benchmark obtains read grants on (SQL mode).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "population.residents,legal.entities"
+    )]
+    pub grant_tables: Vec<String>,
 }
 
 /// `citybrain sharing …`.
