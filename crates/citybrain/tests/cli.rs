@@ -257,6 +257,29 @@ fn serve_demo_prints_address_and_tokens_and_stops_cleanly() {
         assert!(r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap());
     }
 
+    // Governed SQL timed against ungoverned DataFusion: both answer the same rows.
+    let out = Command::new(BIN)
+        .args(["bench", "--repeat", "1", "--query"])
+        .arg("SELECT town, count(*) FROM population.residents GROUP BY town")
+        .arg("--server")
+        .arg(format!("http://{addr}"))
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--json")
+        .arg(&json)
+        .env("CITYBRAIN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let q = &doc["queries"][0];
+    assert_eq!(q["hub_rows"], q["datafusion_rows"], "{q}");
+    assert!(q["hub_rows"].as_u64().unwrap() > 1, "{q}");
+
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
