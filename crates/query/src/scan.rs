@@ -31,9 +31,10 @@ use datafusion::physical_plan::{
     PlanProperties, SendableRecordBatchStream,
 };
 use futures::StreamExt;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 /// Name of the column an `aggregate` grant adds: the grant's keyed hash of the row's key, so the
 /// hub can count the distinct people behind each group. Its values identify no one.
@@ -150,6 +151,7 @@ impl TableProvider for GovernedTable {
                 wanted,
                 key_index: self.key_index,
                 schema,
+                null_columns: Mutex::new(HashMap::new()),
             }),
             inner,
             properties,
@@ -176,6 +178,7 @@ struct Governor {
     wanted: Vec<usize>,
     key_index: Option<usize>,
     schema: SchemaRef,
+    null_columns: Mutex<HashMap<(usize, usize), ArrayRef>>,
 }
 
 impl DisplayAs for GovernedExec {
@@ -194,6 +197,19 @@ fn policy_failed(table: &str, grant: &str) -> DataFusionError {
 }
 
 impl Governor {
+    /// An all-null column standing in for a column the query does not read (the policy's
+    /// compiled filter addresses columns by table position). Batches mostly share one length,
+    /// so the array is made once and shared.
+    fn nulls(&self, column: usize, rows: usize) -> ArrayRef {
+        let mut cache = self.null_columns.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry((column, rows))
+            .or_insert_with(|| {
+                new_null_array(self.policy.table_schema().field(column).data_type(), rows)
+            })
+            .clone()
+    }
+
     /// Raw batch from the inner scan → what the consumer may see of it.
     fn govern(&self, raw: &RecordBatch) -> Result<RecordBatch> {
         let table_schema = self.policy.table_schema();
@@ -202,7 +218,7 @@ impl Governor {
         let columns: Vec<ArrayRef> = (0..table_schema.fields().len())
             .map(|i| match self.raw.iter().position(|r| *r == i) {
                 Some(j) => raw.column(j).clone(),
-                None => new_null_array(table_schema.field(i).data_type(), rows),
+                None => self.nulls(i, rows),
             })
             .collect();
         let full = RecordBatch::try_new(table_schema.clone(), columns).map_err(|_| fail())?;
