@@ -19,13 +19,11 @@ use citybrain::hub::{HubOptions, prepare_demo};
 use citybrain_gateway::{PURPOSE_HEADER, SqlLimits};
 use citybrain_proto::v1 as pb;
 use citybrain_proto::v1::sharing_service_client::SharingServiceClient;
-use citybrain_tests::{TestHub, authed};
+use citybrain_tests::{TestHub, authed, read_all};
 use citybrain_types::{Date, Role};
 use futures::TryStreamExt;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -33,24 +31,6 @@ use tonic::{Code, Request, Status};
 const PURPOSE: &str = "企业法定代表人身份核查";
 const STATS: &str = "人口分布统计";
 const TOWN: &str = "桂城街道";
-
-fn read_all(dir: &Path) -> Vec<RecordBatch> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(|b| b.unwrap())
-        })
-        .collect()
-}
 
 #[derive(Debug, Clone)]
 struct Resident {

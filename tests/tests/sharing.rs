@@ -1,37 +1,17 @@
 //! The governed exchange end to end: apply, approve with masks and a row filter, look up,
 //! verify, refuse, revoke; answers equal a reference computed from the Parquet files directly.
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::AsArray;
 use arrow::datatypes::Date32Type;
 use citybrain_proto::v1 as pb;
 use citybrain_proto::v1::audit_service_client::AuditServiceClient;
 use citybrain_proto::v1::data_service_client::DataServiceClient;
 use citybrain_proto::v1::sharing_service_client::SharingServiceClient;
-use citybrain_tests::{TestHub, authed};
+use citybrain_tests::{TestHub, authed, read_all};
 use citybrain_types::{Date, Role};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use std::path::Path;
 use tonic::Code;
 
 const PURPOSE: &str = "最低生活保障资格审核";
-
-fn read_all(dir: &Path) -> Vec<RecordBatch> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(|b| b.unwrap())
-        })
-        .collect()
-}
 
 struct Resident {
     id: String,

@@ -132,6 +132,15 @@ fn finish<T>(ctx: &CallContext, r: Result<(T, u64)>) -> Result<Response<T>, Stat
     }
 }
 
+/// A one-batch answer (metadata listings).
+fn one_batch(ctx: &CallContext, r: Result<RecordBatch>) -> Result<Response<FlightStream>, Status> {
+    let r = r.map(|b| {
+        let bytes = b.get_array_memory_size() as u64;
+        (answer(b.schema(), vec![b]), bytes)
+    });
+    finish(ctx, r)
+}
+
 fn bytes_of(batches: &[RecordBatch]) -> u64 {
     batches
         .iter()
@@ -274,16 +283,23 @@ impl FlightApi {
         self.sources(&p, &purpose, true).await
     }
 
+    /// FlightInfo of a metadata command (catalogs, schemas, tables, …): signed-in callers only.
     fn metadata_info(
+        &self,
         req: &Request<FlightDescriptor>,
         ticket: Vec<u8>,
         schema: &Schema,
-    ) -> Result<FlightInfo> {
-        Ok(FlightInfo::new()
-            .try_with_schema(schema)
-            .map_err(flight_internal)?
-            .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
-            .with_descriptor(req.get_ref().clone()))
+    ) -> Result<Response<FlightInfo>, Status> {
+        let ctx = CallContext::of(req);
+        let r = self.hub.principal(req).and_then(|_| {
+            let info = FlightInfo::new()
+                .try_with_schema(schema)
+                .map_err(flight_internal)?
+                .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+                .with_descriptor(req.get_ref().clone());
+            Ok((info, 0))
+        });
+        finish(&ctx, r)
     }
 
     async fn tables_batch(
@@ -614,12 +630,8 @@ impl FlightSqlService for FlightApi {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ctx = CallContext::of(&request);
-        let schema = query.into_builder().schema();
-        let r = self.hub.principal(&request).and_then(|_| {
-            Self::metadata_info(&request, query.as_any().encode_to_vec(), &schema).map(|i| (i, 0))
-        });
-        finish(&ctx, r)
+        let ticket = query.as_any().encode_to_vec();
+        self.metadata_info(&request, ticket, &query.into_builder().schema())
     }
 
     async fn do_get_catalogs(
@@ -628,11 +640,8 @@ impl FlightSqlService for FlightApi {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let ctx = CallContext::of(&request);
-        let r = self.catalogs_batch(&request, query, &ctx).await.map(|b| {
-            let bytes = b.get_array_memory_size() as u64;
-            (answer(b.schema(), vec![b]), bytes)
-        });
-        finish(&ctx, r)
+        let r = self.catalogs_batch(&request, query, &ctx).await;
+        one_batch(&ctx, r)
     }
 
     async fn get_flight_info_schemas(
@@ -640,12 +649,8 @@ impl FlightSqlService for FlightApi {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ctx = CallContext::of(&request);
-        let schema = query.clone().into_builder().schema();
-        let r = self.hub.principal(&request).and_then(|_| {
-            Self::metadata_info(&request, query.as_any().encode_to_vec(), &schema).map(|i| (i, 0))
-        });
-        finish(&ctx, r)
+        let ticket = query.as_any().encode_to_vec();
+        self.metadata_info(&request, ticket, &query.into_builder().schema())
     }
 
     async fn do_get_schemas(
@@ -654,11 +659,8 @@ impl FlightSqlService for FlightApi {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let ctx = CallContext::of(&request);
-        let r = self.schemas_batch(&request, query, &ctx).await.map(|b| {
-            let bytes = b.get_array_memory_size() as u64;
-            (answer(b.schema(), vec![b]), bytes)
-        });
-        finish(&ctx, r)
+        let r = self.schemas_batch(&request, query, &ctx).await;
+        one_batch(&ctx, r)
     }
 
     async fn get_flight_info_tables(
@@ -666,12 +668,8 @@ impl FlightSqlService for FlightApi {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ctx = CallContext::of(&request);
-        let schema = query.clone().into_builder().schema();
-        let r = self.hub.principal(&request).and_then(|_| {
-            Self::metadata_info(&request, query.as_any().encode_to_vec(), &schema).map(|i| (i, 0))
-        });
-        finish(&ctx, r)
+        let ticket = query.as_any().encode_to_vec();
+        self.metadata_info(&request, ticket, &query.into_builder().schema())
     }
 
     async fn do_get_tables(
@@ -680,11 +678,8 @@ impl FlightSqlService for FlightApi {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let ctx = CallContext::of(&request);
-        let r = self.tables_batch(&request, query, &ctx).await.map(|b| {
-            let bytes = b.get_array_memory_size() as u64;
-            (answer(b.schema(), vec![b]), bytes)
-        });
-        finish(&ctx, r)
+        let r = self.tables_batch(&request, query, &ctx).await;
+        one_batch(&ctx, r)
     }
 
     async fn get_flight_info_table_types(
@@ -692,12 +687,8 @@ impl FlightSqlService for FlightApi {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ctx = CallContext::of(&request);
-        let schema = query.into_builder().schema();
-        let r = self.hub.principal(&request).and_then(|_| {
-            Self::metadata_info(&request, query.as_any().encode_to_vec(), &schema).map(|i| (i, 0))
-        });
-        finish(&ctx, r)
+        let ticket = query.as_any().encode_to_vec();
+        self.metadata_info(&request, ticket, &query.into_builder().schema())
     }
 
     async fn do_get_table_types(
@@ -709,11 +700,9 @@ impl FlightSqlService for FlightApi {
         let r = self.hub.principal(&request).and_then(|_| {
             let mut b = query.into_builder();
             b.append("TABLE");
-            let b = b.build().map_err(flight_internal)?;
-            let bytes = b.get_array_memory_size() as u64;
-            Ok((answer(b.schema(), vec![b]), bytes))
+            b.build().map_err(flight_internal)
         });
-        finish(&ctx, r)
+        one_batch(&ctx, r)
     }
 
     async fn get_flight_info_sql_info(
@@ -721,12 +710,8 @@ impl FlightSqlService for FlightApi {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ctx = CallContext::of(&request);
-        let schema = query.clone().into_builder(&self.info).schema();
-        let r = self.hub.principal(&request).and_then(|_| {
-            Self::metadata_info(&request, query.as_any().encode_to_vec(), &schema).map(|i| (i, 0))
-        });
-        finish(&ctx, r)
+        let ticket = query.as_any().encode_to_vec();
+        self.metadata_info(&request, ticket, &query.into_builder(&self.info).schema())
     }
 
     async fn do_get_sql_info(
@@ -736,14 +721,12 @@ impl FlightSqlService for FlightApi {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let ctx = CallContext::of(&request);
         let r = self.hub.principal(&request).and_then(|_| {
-            let b = query
+            query
                 .into_builder(&self.info)
                 .build()
-                .map_err(flight_internal)?;
-            let bytes = b.get_array_memory_size() as u64;
-            Ok((answer(b.schema(), vec![b]), bytes))
+                .map_err(flight_internal)
         });
-        finish(&ctx, r)
+        one_batch(&ctx, r)
     }
 
     async fn do_get_fallback(
