@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use tonic::Request;
 use tonic::transport::{Channel, Endpoint};
 
-const PURPOSE: &str = "benchmark load test";
+/// The purpose of the benchmark's grants and calls.
+pub(crate) const PURPOSE: &str = "benchmark load test";
 
 /// One measured run.
 #[derive(Debug, serde::Serialize)]
@@ -298,7 +299,7 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
             .tables_dir
             .clone()
             .unwrap_or_else(|| a.data.data_dir.join(TABLES_DIR));
-        return sql_bench(&a, &chans[0], &consumer, &catalog, &tables_root).await;
+        return crate::bench_sql::sql_bench(&a, &chans[0], &consumer, &catalog, &tables_root).await;
     }
 
     eprintln!("sampling {} keys from {}", a.sample, dir.display());
@@ -596,172 +597,4 @@ async fn grant(
             .await?;
     }
     Ok(())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
-/// Each query through governed Flight SQL, ungoverned DataFusion and (optionally) DuckDB.
-async fn sql_bench(
-    a: &BenchArgs,
-    channel: &Channel,
-    token: &str,
-    catalog: &citybrain_catalog::Catalog,
-    tables_root: &Path,
-) -> Result<()> {
-    use arrow_flight::sql::client::FlightSqlServiceClient;
-    use futures::TryStreamExt;
-    let df_err = |e: datafusion::error::DataFusionError| Error::Usage(format!("datafusion: {e}"));
-    let mut client = FlightSqlServiceClient::new(channel.clone());
-    client.set_header("authorization", format!("Bearer {token}"));
-    client.set_header(
-        citybrain_gateway::PURPOSE_HEADER,
-        PURPOSE.replace(' ', "%20"),
-    );
-
-    // Ungoverned DataFusion over the same files, configured as the hub configures its own.
-    let mut config = SessionConfig::new();
-    config.options_mut().execution.parquet.bloom_filter_on_read = false;
-    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-        .with_metadata_cache_limit(1 << 30)
-        .build_arc()
-        .map_err(df_err)?;
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
-    let mut views = Vec::new();
-    for t in &a.grant_tables {
-        let m = catalog.get(t)?.manifest;
-        let Some(dataset) = m.dataset else { continue };
-        let path = dataset
-            .split('/')
-            .fold(tables_root.to_path_buf(), |p, s| p.join(s));
-        if let Some((schema, _)) = t.split_once('.')
-            && let Some(cat) = ctx.catalog("datafusion")
-            && cat.schema(schema).is_none()
-        {
-            cat.register_schema(
-                schema,
-                Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
-            )
-            .map_err(df_err)?;
-        }
-        ctx.register_parquet(
-            t.as_str(),
-            &format!("{}/", path.display()),
-            ParquetReadOptions::default(),
-        )
-        .await
-        .map_err(df_err)?;
-        views.push((t.clone(), path));
-    }
-
-    let mut results = Vec::new();
-    for q in &a.queries {
-        let (mut hub, mut df) = (Vec::new(), Vec::new());
-        let (mut hub_rows, mut df_rows) = (0usize, 0usize);
-        for _ in 0..a.repeat.max(1) {
-            let t0 = Instant::now();
-            let info = client
-                .execute(q.clone(), None)
-                .await
-                .map_err(|e| Error::Usage(format!("hub: {e}")))?;
-            let mut rows = 0;
-            for ep in info.endpoint {
-                let Some(ticket) = ep.ticket else { continue };
-                let batches: Vec<arrow::array::RecordBatch> = client
-                    .do_get(ticket)
-                    .await
-                    .map_err(|e| Error::Usage(format!("hub: {e}")))?
-                    .try_collect()
-                    .await
-                    .map_err(|e| Error::Usage(format!("hub: {e}")))?;
-                rows += batches.iter().map(|b| b.num_rows()).sum::<usize>();
-            }
-            hub.push(t0.elapsed().as_secs_f64() * 1000.0);
-            hub_rows = rows;
-            let t0 = Instant::now();
-            let batches = ctx
-                .sql(q)
-                .await
-                .map_err(df_err)?
-                .collect()
-                .await
-                .map_err(df_err)?;
-            df.push(t0.elapsed().as_secs_f64() * 1000.0);
-            df_rows = batches.iter().map(|b| b.num_rows()).sum();
-        }
-        let duck = if a.duckdb {
-            Some(duckdb_query(&views, q, a.repeat.max(1))?)
-        } else {
-            None
-        };
-        let (h, d) = (median(hub), median(df));
-        println!(
-            "{:>10.1} ms hub  {:>10.1} ms DataFusion  {} hub/DataFusion {:.2}  rows {hub_rows}/{df_rows}  {q}",
-            h,
-            d,
-            duck.map_or("          -".to_owned(), |x| format!("{x:>10.1} ms DuckDB")),
-            h / d.max(1e-9)
-        );
-        results.push(serde_json::json!({
-            "query": q, "hub_ms": h, "datafusion_ms": d, "duckdb_ms": duck,
-            "hub_rows": hub_rows, "datafusion_rows": df_rows,
-        }));
-    }
-    if let Some(path) = &a.json {
-        let doc = serde_json::json!({ "repeat": a.repeat, "queries": results });
-        std::fs::write(path, serde_json::to_vec_pretty(&doc).unwrap_or_default()).map_err(|e| {
-            Error::Io {
-                what: format!("write {}", path.display()),
-                source: e,
-            }
-        })?;
-    }
-    Ok(())
-}
-
-/// Median milliseconds of one query on DuckDB (Python) over views of the same files.
-fn duckdb_query(views: &[(String, PathBuf)], sql: &str, repeat: usize) -> Result<f64> {
-    let python = std::env::var("CITYBRAIN_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = r#"
-import duckdb, json, sys, time
-views, sql, repeat = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-con = duckdb.connect()
-con.execute("SET enable_progress_bar = false")
-for name, path in views:
-    schema, table = name.split(".", 1)
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    con.execute(f"CREATE VIEW {schema}.{table} AS SELECT * FROM read_parquet('{path}/*.parquet')")
-times = []
-for _ in range(repeat):
-    t0 = time.perf_counter()
-    con.execute(sql).fetchall()
-    times.append((time.perf_counter() - t0) * 1000)
-times.sort()
-print(json.dumps(times[len(times) // 2]))
-"#;
-    let views: Vec<(String, String)> = views
-        .iter()
-        .map(|(n, p)| (n.clone(), p.display().to_string()))
-        .collect();
-    let out = std::process::Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .arg(serde_json::to_string(&views).unwrap_or_default())
-        .arg(sql)
-        .arg(repeat.to_string())
-        .output()
-        .map_err(|e| Error::Io {
-            what: format!("run {python}"),
-            source: e,
-        })?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(Error::Usage(format!(
-            "DuckDB baseline failed: {}",
-            err.lines().last().unwrap_or_default()
-        )));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| Error::Usage(format!("DuckDB output: {e}")))
 }

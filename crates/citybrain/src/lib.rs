@@ -4,6 +4,7 @@
 
 mod audit_cmd;
 mod bench_cmd;
+mod bench_sql;
 pub mod cli;
 mod commands;
 mod error;
