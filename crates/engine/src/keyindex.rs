@@ -1,7 +1,11 @@
 //! An in-memory index of a table's key column, built from the cached Parquet page indexes:
 //! for every data page, its smallest and largest key and where its rows are. A point lookup
 //! finds its page by binary search and reads that page only; a key outside every page's range is
-//! answered as absent without touching Parquet.
+//! answered as absent without touching Parquet. Once the key filter (a Bloom filter of every key,
+//! ~10 bits a key, ~1% false positives) is built, an absent key inside a page's range is answered
+//! the same way.
+
+use std::sync::OnceLock;
 
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
@@ -29,6 +33,57 @@ pub(crate) struct KeyIndex {
     disjoint: bool,
     /// Row groups without a usable page index (searched whole when their range may hold a key).
     whole: Vec<PageEntry>,
+    /// Every key of the table, once read (in the background for large tables).
+    pub(crate) filter: OnceLock<KeyFilter>,
+}
+
+/// A Bloom filter of keys: "certainly absent" or "maybe present".
+#[derive(Debug)]
+pub(crate) struct KeyFilter {
+    bits: Vec<u64>,
+}
+
+/// Probes per key: with 10 bits a key, about 1% false positives.
+const PROBES: u64 = 7;
+
+fn hashes(key: &[u8]) -> (u64, u64) {
+    // FNV-1a, then a SplitMix64 finaliser for the second hash (double hashing).
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in key {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut z = h.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (h, (z ^ (z >> 31)) | 1)
+}
+
+impl KeyFilter {
+    /// An empty filter sized for `keys` keys.
+    pub(crate) fn with_capacity(keys: u64) -> Self {
+        let words = (keys.saturating_mul(10) / 64).max(1) as usize;
+        Self {
+            bits: vec![0; words],
+        }
+    }
+
+    fn positions(&self, key: &[u8]) -> impl Iterator<Item = usize> {
+        let (h1, h2) = hashes(key);
+        let m = self.bits.len() as u64 * 64;
+        (0..PROBES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % m) as usize)
+    }
+
+    pub(crate) fn insert(&mut self, key: &[u8]) {
+        let positions: Vec<usize> = self.positions(key).collect();
+        for p in positions {
+            self.bits[p / 64] |= 1 << (p % 64);
+        }
+    }
+
+    pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
+        self.positions(key)
+            .all(|p| self.bits[p / 64] & (1 << (p % 64)) != 0)
+    }
 }
 
 impl KeyIndex {
@@ -100,12 +155,14 @@ impl KeyIndex {
             pages,
             disjoint,
             whole,
+            filter: OnceLock::new(),
         }
     }
 
     /// Pages (and unindexed row groups) whose key range holds `key`.
     pub(crate) fn candidates<'a>(&'a self, key: &'a [u8]) -> impl Iterator<Item = &'a PageEntry> {
-        let holds = move |p: &&PageEntry| p.min.as_ref() <= key && key <= p.max.as_ref();
+        let absent = self.filter.get().is_some_and(|f| !f.may_contain(key));
+        let holds = move |p: &&PageEntry| !absent && p.min.as_ref() <= key && key <= p.max.as_ref();
         let indexed: Box<dyn Iterator<Item = &PageEntry>> = if self.disjoint {
             // Pages starting at or below the key, walking back while they reach it.
             let end = self.pages.partition_point(|p| p.min.as_ref() <= key);
@@ -123,5 +180,22 @@ impl KeyIndex {
     /// Indexed pages (for figures and tests).
     pub(crate) fn pages(&self) -> usize {
         self.pages.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyFilter;
+
+    #[test]
+    fn the_filter_never_forgets_a_key_and_rarely_claims_one() {
+        let mut f = KeyFilter::with_capacity(10_000);
+        let key = |i: u32| format!("4406051990{i:08}");
+        (0..10_000).for_each(|i| f.insert(key(i).as_bytes()));
+        assert!((0..10_000).all(|i| f.may_contain(key(i).as_bytes())));
+        let false_positives = (10_000..20_000)
+            .filter(|i| f.may_contain(key(*i).as_bytes()))
+            .count();
+        assert!(false_positives < 300, "{false_positives} of 10000");
     }
 }

@@ -3,7 +3,7 @@
 //! decoding, and only the catalog's columns are projected.
 
 use crate::dataset::{Engine, Footer, Indexed, check_schema, lock};
-use crate::keyindex::KeyIndex;
+use crate::keyindex::{KeyFilter, KeyIndex};
 use crate::{DataProblem, Error, Result};
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::Schema;
@@ -125,6 +125,36 @@ impl Engine {
         }
         let index = Arc::new(KeyIndex::build(&keyed));
         tracing::debug!(table = %table.name, pages = index.pages(), "key index built");
+        // The key filter: built now for small tables, in the background for large ones (lookups
+        // go by page ranges alone until it is ready).
+        let rows: u64 = footers
+            .iter()
+            .map(|f| f.metadata.file_metadata().num_rows().max(0) as u64)
+            .sum();
+        let job = FilterJob {
+            store: self.root().store().clone(),
+            files: files.iter().map(|m| m.location.clone()).collect(),
+            footers: footers.clone(),
+            key_col: key_col.to_owned(),
+            rows,
+        };
+        if rows <= SYNC_FILTER_ROWS {
+            if let Ok(f) = job.run().await {
+                let _ = index.filter.set(f);
+            }
+        } else {
+            let (index, table) = (index.clone(), table.name.clone());
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                match job.run().await {
+                    Ok(f) => {
+                        let _ = index.filter.set(f);
+                        tracing::info!(%table, rows, secs = started.elapsed().as_secs_f64(), "key filter ready");
+                    }
+                    Err(e) => tracing::warn!(%table, error = %e, "key filter not built"),
+                }
+            });
+        }
         lock(&self.indexes).insert(
             cache_key,
             Arc::new(Indexed {
@@ -247,6 +277,49 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+}
+
+/// Tables up to this many rows get their key filter before the first lookup answers.
+const SYNC_FILTER_ROWS: u64 = 1_000_000;
+
+/// Reads every key of a table into a [`KeyFilter`].
+struct FilterJob {
+    store: Arc<dyn ObjectStore>,
+    files: Vec<ObjectPath>,
+    footers: Vec<Arc<Footer>>,
+    key_col: String,
+    rows: u64,
+}
+
+impl FilterJob {
+    async fn run(self) -> Result<KeyFilter, ParquetError> {
+        let mut filter = KeyFilter::with_capacity(self.rows);
+        for (path, footer) in self.files.into_iter().zip(&self.footers) {
+            let md = &footer.metadata;
+            let Some(key_idx) = key_column(md, &self.key_col) else {
+                return Err(ParquetError::General(format!("no column {}", self.key_col)));
+            };
+            let descr = md.file_metadata().schema_descr();
+            let reader = StoreReader {
+                store: self.store.clone(),
+                path,
+                metadata: md.clone(),
+            };
+            let mut stream =
+                ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer.arrow.clone())
+                    .with_projection(ProjectionMask::roots(descr, [key_idx]))
+                    .build()?;
+            while let Some(batch) = stream.try_next().await? {
+                let keys = batch.column(0).as_string::<i32>();
+                for i in 0..keys.len() {
+                    if keys.is_valid(i) {
+                        filter.insert(keys.value(i).as_bytes());
+                    }
+                }
+            }
+        }
+        Ok(filter)
     }
 }
 
