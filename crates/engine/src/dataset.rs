@@ -61,6 +61,9 @@ pub struct Engine {
     footers: Mutex<HashMap<String, Arc<Footer>>>,
     listings: Mutex<HashMap<String, Listing>>,
     pub(crate) indexes: Mutex<HashMap<String, Arc<Indexed>>>,
+    /// One key-index build at a time: concurrent first lookups wait for it instead of each
+    /// building (and each starting a key filter).
+    pub(crate) building: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -71,6 +74,7 @@ impl Engine {
             footers: Mutex::new(HashMap::new()),
             listings: Mutex::new(HashMap::new()),
             indexes: Mutex::new(HashMap::new()),
+            building: tokio::sync::Mutex::new(()),
         }
     }
 

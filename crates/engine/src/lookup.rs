@@ -93,11 +93,18 @@ impl Engine {
             .collect();
         let cache_key = format!("{dataset}\u{0}{key_col}");
         // Same files, same catalog columns: footers were read and checked when this was built.
-        if let Some(hit) = lock(&self.indexes).get(&cache_key)
-            && hit.files == identity
-            && hit.columns == columns
-        {
-            return Ok((hit.index.clone(), hit.footers.clone()));
+        let cached = || {
+            lock(&self.indexes)
+                .get(&cache_key)
+                .filter(|hit| hit.files == identity && hit.columns == columns)
+                .map(|hit| (hit.index.clone(), hit.footers.clone()))
+        };
+        if let Some(hit) = cached() {
+            return Ok(hit);
+        }
+        let _building = self.building.lock().await;
+        if let Some(hit) = cached() {
+            return Ok(hit);
         }
         let mut footers = Vec::with_capacity(files.len());
         for (i, meta) in files.iter().enumerate() {
@@ -144,9 +151,11 @@ impl Engine {
             }
         } else {
             let (index, table) = (index.clone(), table.name.clone());
-            tokio::spawn(async move {
+            let runtime = tokio::runtime::Handle::current();
+            // Decoding every key is CPU work: off the async workers, so lookups keep flowing.
+            tokio::task::spawn_blocking(move || {
                 let started = std::time::Instant::now();
-                match job.run().await {
+                match runtime.block_on(job.run()) {
                     Ok(f) => {
                         let _ = index.filter.set(f);
                         tracing::info!(%table, rows, secs = started.elapsed().as_secs_f64(), "key filter ready");
