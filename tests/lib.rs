@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests: a real hub on `127.0.0.1:0` with a temporary data directory,
 //! demo data generated inside the test, and clients that go through the public gRPC API only.
 
+use arrow::array::AsArray;
 use citybrain::hub::{self, HubOptions, Started};
 use citybrain_proto::v1::catalog_service_client::CatalogServiceClient;
 use citybrain_types::Role;
@@ -117,4 +118,50 @@ pub fn read_all(dir: &Path) -> Vec<arrow::array::RecordBatch> {
             .map(|b| b.expect("batch"))
         })
         .collect()
+}
+
+/// One resident as the generated files hold it.
+#[derive(Debug, Clone)]
+#[allow(missing_docs)]
+pub struct Resident {
+    pub id: String,
+    pub name: String,
+    pub birth: String,
+    pub town: String,
+    pub phone: String,
+    pub gender: String,
+    pub ethnicity: String,
+}
+
+/// Every resident, read straight from the residents' Parquet files (birth dates as YYYY-MM-DD).
+pub fn residents(hub: &TestHub) -> Vec<Resident> {
+    let mut out = Vec::new();
+    for b in read_all(&hub.tables_dir().join("population/residents")) {
+        let s = |c: &str| b.column_by_name(c).unwrap().as_string::<i32>().clone();
+        let births = b
+            .column_by_name("birth_date")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Date32Type>()
+            .clone();
+        let (ids, names, towns, phones, genders, eth) = (
+            s("id_number"),
+            s("name"),
+            s("town"),
+            s("phone"),
+            s("gender"),
+            s("ethnicity"),
+        );
+        for i in 0..b.num_rows() {
+            out.push(Resident {
+                id: ids.value(i).into(),
+                name: names.value(i).into(),
+                birth: citybrain_types::Date::from_days(births.value(i)).to_string(),
+                town: towns.value(i).into(),
+                phone: phones.value(i).into(),
+                gender: genders.value(i).into(),
+                ethnicity: eth.value(i).into(),
+            });
+        }
+    }
+    out
 }

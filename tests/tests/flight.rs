@@ -5,7 +5,7 @@
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Date32Type, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
@@ -19,8 +19,8 @@ use citybrain::hub::{HubOptions, prepare_demo};
 use citybrain_gateway::{PURPOSE_HEADER, SqlLimits};
 use citybrain_proto::v1 as pb;
 use citybrain_proto::v1::sharing_service_client::SharingServiceClient;
-use citybrain_tests::{TestHub, authed, read_all};
-use citybrain_types::{Date, Role};
+use citybrain_tests::{Resident, TestHub, authed, read_all, residents};
+use citybrain_types::Role;
 use futures::TryStreamExt;
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,49 +31,6 @@ use tonic::{Code, Request, Status};
 const PURPOSE: &str = "企业法定代表人身份核查";
 const STATS: &str = "人口分布统计";
 const TOWN: &str = "桂城街道";
-
-#[derive(Debug, Clone)]
-struct Resident {
-    id: String,
-    name: String,
-    birth: String,
-    town: String,
-    phone: String,
-    gender: String,
-    ethnicity: String,
-}
-
-fn residents(hub: &TestHub) -> Vec<Resident> {
-    let mut out = Vec::new();
-    for b in read_all(&hub.tables_dir().join("population/residents")) {
-        let s = |c: &str| b.column_by_name(c).unwrap().as_string::<i32>().clone();
-        let births = b
-            .column_by_name("birth_date")
-            .unwrap()
-            .as_primitive::<Date32Type>()
-            .clone();
-        let (ids, names, towns, phones, genders, eth) = (
-            s("id_number"),
-            s("name"),
-            s("town"),
-            s("phone"),
-            s("gender"),
-            s("ethnicity"),
-        );
-        for i in 0..b.num_rows() {
-            out.push(Resident {
-                id: ids.value(i).into(),
-                name: names.value(i).into(),
-                birth: Date::from_days(births.value(i)).to_string(),
-                town: towns.value(i).into(),
-                phone: phones.value(i).into(),
-                gender: genders.value(i).into(),
-                ethnicity: eth.value(i).into(),
-            });
-        }
-    }
-    out
-}
 
 /// (credit code, legal representative's ID number)
 fn entities(hub: &TestHub) -> Vec<(String, String)> {

@@ -2,45 +2,15 @@
 //! verify, refuse, revoke; answers equal a reference computed from the Parquet files directly.
 
 use arrow::array::AsArray;
-use arrow::datatypes::Date32Type;
 use citybrain_proto::v1 as pb;
 use citybrain_proto::v1::audit_service_client::AuditServiceClient;
 use citybrain_proto::v1::data_service_client::DataServiceClient;
 use citybrain_proto::v1::sharing_service_client::SharingServiceClient;
-use citybrain_tests::{TestHub, authed, read_all};
-use citybrain_types::{Date, Role};
+use citybrain_tests::{TestHub, authed, read_all, residents};
+use citybrain_types::Role;
 use tonic::Code;
 
 const PURPOSE: &str = "最低生活保障资格审核";
-
-struct Resident {
-    id: String,
-    name: String,
-    birth: String,
-    town: String,
-}
-
-fn residents(hub: &TestHub) -> Vec<Resident> {
-    let mut out = Vec::new();
-    for b in read_all(&hub.tables_dir().join("population/residents")) {
-        let s = |c: &str| b.column_by_name(c).unwrap().as_string::<i32>().clone();
-        let (ids, names, towns) = (s("id_number"), s("name"), s("town"));
-        let births = b
-            .column_by_name("birth_date")
-            .unwrap()
-            .as_primitive::<Date32Type>()
-            .clone();
-        for i in 0..b.num_rows() {
-            out.push(Resident {
-                id: ids.value(i).into(),
-                name: names.value(i).into(),
-                birth: Date::from_days(births.value(i)).to_string(),
-                town: towns.value(i).into(),
-            });
-        }
-    }
-    out
-}
 
 fn apply_req(table: &str, columns: &[&str], mode: pb::Mode) -> pb::ApplyRequest {
     pb::ApplyRequest {

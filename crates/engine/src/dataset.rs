@@ -115,6 +115,26 @@ impl Engine {
             bytes: 0,
             row_groups: 0,
         };
+        for (meta, footer) in files.iter().zip(self.checked_footers(table, &files).await?) {
+            info.records += footer.metadata.file_metadata().num_rows().max(0) as u64;
+            info.row_groups += footer.metadata.num_row_groups() as u64;
+            info.bytes += meta.size;
+        }
+        Ok(info)
+    }
+
+    /// Every file's footer (cached), each checked against the catalog's columns; a bad file
+    /// makes the table unavailable, naming the file by number.
+    pub(crate) async fn checked_footers(
+        &self,
+        table: &TableManifest,
+        files: &[ObjectMeta],
+    ) -> Result<Vec<Arc<Footer>>> {
+        let unavailable = |problem| Error::Unavailable {
+            table: table.name.clone(),
+            problem,
+        };
+        let mut footers = Vec::with_capacity(files.len());
         for (i, meta) in files.iter().enumerate() {
             let footer = self
                 .footer(meta)
@@ -126,11 +146,9 @@ impl Engine {
                     detail,
                 })
             })?;
-            info.records += footer.metadata.file_metadata().num_rows().max(0) as u64;
-            info.row_groups += footer.metadata.num_row_groups() as u64;
-            info.bytes += meta.size;
+            footers.push(footer);
         }
-        Ok(info)
+        Ok(footers)
     }
 
     /// The Parquet files of a dataset, in name order (hidden and temporary files skipped).

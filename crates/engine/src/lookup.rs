@@ -2,7 +2,7 @@
 //! may hold each key, a row selection reads only those pages, the key column is filtered while
 //! decoding, and only the catalog's columns are projected.
 
-use crate::dataset::{Engine, Footer, Indexed, check_schema, lock};
+use crate::dataset::{Engine, Footer, Indexed, lock};
 use crate::keyindex::{KeyFilter, KeyIndex};
 use crate::{DataProblem, Error, Result};
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
@@ -106,20 +106,7 @@ impl Engine {
         if let Some(hit) = cached() {
             return Ok(hit);
         }
-        let mut footers = Vec::with_capacity(files.len());
-        for (i, meta) in files.iter().enumerate() {
-            let footer = self
-                .footer(meta)
-                .await
-                .map_err(|p| unavailable(p.at(i + 1, files.len())))?;
-            check_schema(table, &footer.metadata).map_err(|detail| {
-                unavailable(DataProblem::SchemaMismatch {
-                    index: i + 1,
-                    detail,
-                })
-            })?;
-            footers.push(footer);
-        }
+        let footers = self.checked_footers(table, files).await?;
         let mut keyed = Vec::with_capacity(footers.len());
         for (i, f) in footers.iter().enumerate() {
             let key_idx = key_column(&f.metadata, key_col).ok_or_else(|| {
