@@ -1,5 +1,7 @@
 //! Audit append: what a call waits for to make its record durable (group commit with fdatasync)
-//! beside the in-memory cost of the same records (encode + hash, no I/O) in the same run.
+//! beside the in-memory cost of the same records (encode + hash, no I/O) in the same run; and
+//! the sync itself, one record-sized write + `fdatasync` at the end of a growing file (the naive
+//! log) beside the same write into zeros written ahead (what the log does).
 
 use citybrain_audit::{AuditConfig, AuditLog, Body, Entry, Outcome, Payload, encode};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -79,5 +81,49 @@ fn append(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append);
+/// One 600-byte write and `fdatasync`: appended to a growing file vs written into preallocated
+/// zeros. The first also commits the file system's journal (new size and blocks) on every sync.
+fn sync(c: &mut Criterion) {
+    use std::os::unix::fs::FileExt;
+    const REGION: u64 = 64 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let line = [b'x'; 600];
+    let mut g = c.benchmark_group("audit_sync");
+    g.throughput(Throughput::Elements(1));
+    for preallocated in [false, true] {
+        let path = dir.path().join(format!("sync-{preallocated}"));
+        let file = std::fs::File::create(&path).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        let prepare = |file: &std::fs::File| {
+            file.set_len(0).unwrap();
+            if preallocated {
+                for at in (0..REGION).step_by(zeros.len()) {
+                    file.write_all_at(&zeros, at).unwrap();
+                }
+            }
+            file.sync_all().unwrap();
+        };
+        prepare(&file);
+        let mut at = 0u64;
+        let name = if preallocated {
+            "into_preallocated_zeros"
+        } else {
+            "appended_naive_baseline"
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                if at + line.len() as u64 > REGION {
+                    prepare(&file);
+                    at = 0;
+                }
+                file.write_all_at(&line, at).unwrap();
+                file.sync_data().unwrap();
+                at += line.len() as u64;
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, append, sync);
 criterion_main!(benches);

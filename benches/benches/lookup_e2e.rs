@@ -3,8 +3,14 @@
 //! serve copies of the same data and grant, in the same run, alternating, so the ratio is what
 //! durability costs.
 //!
+//! Two loads: a closed loop (every client sends again as soon as it is answered: throughput at
+//! saturation, where latency is mostly queueing) and an open loop at a fixed rate below
+//! saturation (latency counted from when each call was due: what durability adds to a call).
+//!
 //! `cargo bench -p citybrain-benches --bench lookup_e2e` (env: CITYBRAIN_BENCH_PERSONS, default
-//! 200000; CITYBRAIN_BENCH_SECS per round, default 4; CITYBRAIN_BENCH_CLIENTS, default 32).
+//! 200000; CITYBRAIN_BENCH_SECS per round, default 4; CITYBRAIN_BENCH_ROUNDS per sink and load,
+//! default 3; CITYBRAIN_BENCH_CLIENTS, default 32; CITYBRAIN_BENCH_RATE of the open loop,
+//! default 1000 lookups/s).
 
 use arrow::array::{Array, AsArray};
 use citybrain::hub::{self, HubOptions};
@@ -103,21 +109,41 @@ async fn load(
     keys: Arc<Vec<String>>,
     clients: u64,
     secs: u64,
+    rate: Option<f64>,
 ) -> Round {
     let channel = tonic::transport::Channel::from_shared(url)
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let stop = Instant::now() + Duration::from_secs(secs);
     let start = Instant::now();
+    let stop = start + Duration::from_secs(secs);
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
             let (channel, token, keys) = (channel.clone(), token.clone(), keys.clone());
             tokio::spawn(async move {
                 let mut api = DataServiceClient::new(channel);
                 let (mut lat, mut errors, mut i) = (Vec::new(), 0u64, c as usize * 7919);
+                let mut sent = 0u64;
                 while Instant::now() < stop {
+                    // Open loop: this client's calls are due at fixed times. A call that is
+                    // late because the previous one was slow counts from when it was due, so
+                    // slow answers are not hidden by sending later; one sent on time counts
+                    // from its send (the timer wakes up to 1 ms after the due time).
+                    let due = match rate {
+                        Some(r) => {
+                            let due =
+                                start + Duration::from_secs_f64((sent * clients + c) as f64 / r);
+                            if Instant::now() < due {
+                                tokio::time::sleep_until(due.into()).await;
+                                Instant::now()
+                            } else {
+                                due
+                            }
+                        }
+                        None => Instant::now(),
+                    };
+                    sent += 1;
                     i = (i + 104_729) % keys.len();
                     let mut req = tonic::Request::new(pb::LookupRequest {
                         table: "population.residents".into(),
@@ -126,9 +152,8 @@ async fn load(
                     });
                     req.metadata_mut()
                         .insert("authorization", format!("Bearer {token}").parse().unwrap());
-                    let t = Instant::now();
                     match api.lookup(req).await {
-                        Ok(_) => lat.push(t.elapsed().as_micros() as u64),
+                        Ok(_) => lat.push(due.elapsed().as_micros() as u64),
                         Err(_) => errors += 1,
                     }
                 }
@@ -152,6 +177,49 @@ async fn load(
     round
 }
 
+/// Prints one table: each sink's rate and latency over its rounds, then the ratios.
+fn report(title: &str, persons: u64, rounds: u64, secs: u64, results: &[(&str, Round)]) {
+    println!("lookup_e2e: {persons} residents, {title}, {rounds} x {secs} s per sink");
+    println!(
+        "{:<20} {:>10} {:>8} {:>9} {:>9} {:>9} {:>7}",
+        "sink", "lookups/s", "calls", "p50 ms", "p99 ms", "p99.9 ms", "errors"
+    );
+    let mut summary = Vec::new();
+    for label in ["durable audit log", "in-memory sink"] {
+        let picked: Vec<&Round> = results
+            .iter()
+            .filter(|(l, _)| *l == label)
+            .map(|(_, r)| r)
+            .collect();
+        let calls: u64 = picked.iter().map(|r| r.calls).sum();
+        let secs_total: f64 = picked.iter().map(|r| r.secs).sum();
+        let errors: u64 = picked.iter().map(|r| r.errors).sum();
+        let mut lat: Vec<u64> = picked
+            .iter()
+            .flat_map(|r| r.latencies_us.iter().copied())
+            .collect();
+        lat.sort_unstable();
+        let rate = calls as f64 / secs_total;
+        println!(
+            "{:<20} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+            label,
+            rate,
+            calls,
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            pct(&lat, 0.999),
+            errors
+        );
+        summary.push((rate, pct(&lat, 0.5), pct(&lat, 0.99)));
+    }
+    println!(
+        "durable / in-memory throughput: {:.3}; added by durability: p50 {:.2} ms, p99 {:.2} ms",
+        summary[0].0 / summary[1].0,
+        summary[0].1 - summary[1].1,
+        summary[0].2 - summary[1].2
+    );
+}
+
 fn pct(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -163,6 +231,8 @@ fn main() {
     let persons = env("CITYBRAIN_BENCH_PERSONS", 200_000);
     let secs = env("CITYBRAIN_BENCH_SECS", 4);
     let clients = env("CITYBRAIN_BENCH_CLIENTS", 32);
+    let rounds = env("CITYBRAIN_BENCH_ROUNDS", 3);
+    let paced = env("CITYBRAIN_BENCH_RATE", 1000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -246,57 +316,29 @@ fn main() {
                 token_b,
             ),
         ];
-        let mut results: Vec<(&str, Round)> = Vec::new();
         // Warm both, then alternate so drift hits both alike.
         for (_, url, t) in &urls {
-            load(url.clone(), t.clone(), keys.clone(), clients, 1).await;
+            load(url.clone(), t.clone(), keys.clone(), clients, 1, None).await;
         }
-        for _ in 0..2 {
-            for (label, url, t) in &urls {
-                results.push((
-                    label,
-                    load(url.clone(), t.clone(), keys.clone(), clients, secs).await,
-                ));
+        for (title, pace) in [
+            (
+                format!("closed loop: {clients} clients, each sends when answered"),
+                None,
+            ),
+            (
+                format!("open loop: {paced} lookups/s due at fixed times from {clients} clients"),
+                Some(paced as f64),
+            ),
+        ] {
+            let mut results: Vec<(&str, Round)> = Vec::new();
+            for _ in 0..rounds {
+                for (label, url, t) in &urls {
+                    let r = load(url.clone(), t.clone(), keys.clone(), clients, secs, pace).await;
+                    results.push((label, r));
+                }
             }
+            report(&title, persons, rounds, secs, &results);
         }
-        println!("lookup_e2e: {persons} residents, {clients} clients, 2 x {secs} s per sink");
-        println!(
-            "{:<20} {:>10} {:>8} {:>9} {:>9} {:>9} {:>7}",
-            "sink", "lookups/s", "calls", "p50 ms", "p99 ms", "p99.9 ms", "errors"
-        );
-        let mut summary = Vec::new();
-        for label in ["durable audit log", "in-memory sink"] {
-            let rounds: Vec<&Round> = results
-                .iter()
-                .filter(|(l, _)| *l == label)
-                .map(|(_, r)| r)
-                .collect();
-            let calls: u64 = rounds.iter().map(|r| r.calls).sum();
-            let secs_total: f64 = rounds.iter().map(|r| r.secs).sum();
-            let errors: u64 = rounds.iter().map(|r| r.errors).sum();
-            let mut lat: Vec<u64> = rounds
-                .iter()
-                .flat_map(|r| r.latencies_us.iter().copied())
-                .collect();
-            lat.sort_unstable();
-            let rate = calls as f64 / secs_total;
-            println!(
-                "{:<20} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>7}",
-                label,
-                rate,
-                calls,
-                pct(&lat, 0.5),
-                pct(&lat, 0.99),
-                pct(&lat, 0.999),
-                errors
-            );
-            summary.push((rate, pct(&lat, 0.99)));
-        }
-        println!(
-            "durable / in-memory throughput: {:.3}; p99 added by durability: {:.2} ms",
-            summary[0].0 / summary[1].0,
-            summary[0].1 - summary[1].1
-        );
         durable.shutdown().await.unwrap();
         memory.server.shutdown().await.unwrap();
     });

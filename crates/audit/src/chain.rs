@@ -39,6 +39,23 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<Segment>> {
     Ok(out)
 }
 
+/// The bytes of a segment without its unused tail.
+///
+/// The live segment is preallocated with zero bytes ahead of the records, so that appending a
+/// batch does not change the file's size and its `fdatasync` writes the data block only, not a
+/// file-system journal commit. A record line ends in a newline, never in a zero byte, so the data
+/// ends at the last non-zero byte.
+pub fn read_segment(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = std::fs::read(path)?;
+    bytes.truncate(data_len(&bytes));
+    Ok(bytes)
+}
+
+/// Length of `bytes` without trailing zero bytes.
+pub fn data_len(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1)
+}
+
 /// Where the chain stands after the last verified line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {

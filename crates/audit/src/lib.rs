@@ -19,7 +19,7 @@ mod search;
 mod verify;
 mod writer;
 
-pub use chain::{Fault, Head, Problem, Segment, list_segments, segment_name};
+pub use chain::{Fault, Head, Problem, Segment, list_segments, read_segment, segment_name};
 pub use meter::{MeterKey, Usage, day_of};
 pub use record::{Body, Checkpoint, Entry, Outcome, Payload, Stored, decode, encode};
 pub use search::Filter;
@@ -177,31 +177,33 @@ impl AuditLog {
         let key = cfg.signing_key.verifying_key();
         let mut meter = meter::Meter::default();
         let (head, last, recovery) = recover(&cfg.dir, &key, &mut meter)?;
-        let (segment, last_sealed) = match last {
-            Some((n, sealed)) => (n, sealed),
-            None => (0, true),
+        let (segment, file, len) = match last {
+            Some(last) if !last.sealed => {
+                let path = cfg.dir.join(segment_name(last.number));
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::io(&path, e))?;
+                (last.number, file, last.data_len)
+            }
+            sealed => {
+                let n = sealed.map_or(1, |l| l.number + 1);
+                let path = cfg.dir.join(segment_name(n));
+                let file = std::fs::OpenOptions::new()
+                    .create_new(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::io(&path, e))?;
+                std::fs::File::open(&cfg.dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| Error::io(&cfg.dir, e))?;
+                (n, file, 0)
+            }
         };
-        let (segment, file, len) = if last_sealed {
-            let n = segment + 1;
-            let path = cfg.dir.join(segment_name(n));
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| Error::io(&path, e))?;
-            std::fs::File::open(&cfg.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io(&cfg.dir, e))?;
-            (n, file, 0)
-        } else {
-            let path = cfg.dir.join(segment_name(segment));
-            let file = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .map_err(|e| Error::io(&path, e))?;
-            let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-            (segment, file, len)
-        };
+        let allocated = file
+            .metadata()
+            .map_err(|e| Error::io(&cfg.dir.join(segment_name(segment)), e))?
+            .len();
         let failed = Arc::new(AtomicBool::new(false));
         let meter = Arc::new(Mutex::new(meter));
         let (tail, _) = broadcast::channel(4096);
@@ -211,6 +213,7 @@ impl AuditLog {
             file,
             segment,
             len,
+            allocated,
             head,
             last_sealed: false,
             key_id: key_id(&key),
@@ -360,9 +363,16 @@ impl AuditLog {
     }
 }
 
-/// Where recovery left the log: the chain head, the last segment (number, sealed) and what was
-/// found.
-type Recovered = (Head, Option<(u64, bool)>, Recovery);
+/// The last segment as recovery left it.
+struct LastSegment {
+    number: u64,
+    sealed: bool,
+    /// Bytes of whole records (the rest of the file is preallocated zeros).
+    data_len: u64,
+}
+
+/// Where recovery left the log: the chain head, the last segment and what was found.
+type Recovered = (Head, Option<LastSegment>, Recovery);
 
 /// Verifies all segments; cuts a torn tail of the last one.
 fn recover(dir: &Path, key: &VerifyingKey, meter: &mut meter::Meter) -> Result<Recovered> {
@@ -372,7 +382,7 @@ fn recover(dir: &Path, key: &VerifyingKey, meter: &mut meter::Meter) -> Result<R
     let mut last = None;
     for (i, seg) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
-        let bytes = std::fs::read(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
+        let bytes = read_segment(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
         let damaged = |f: Fault| Error::Damaged {
             segment: seg.number,
             offset: f.offset,
@@ -409,7 +419,11 @@ fn recover(dir: &Path, key: &VerifyingKey, meter: &mut meter::Meter) -> Result<R
                 problem: Problem::Unsealed,
             }));
         }
-        last = Some((seg.number, end.sealed));
+        last = Some(LastSegment {
+            number: seg.number,
+            sealed: end.sealed,
+            data_len: end.good_len as u64,
+        });
     }
     Ok((head, last, rec))
 }

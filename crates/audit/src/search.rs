@@ -1,6 +1,6 @@
 //! Searching the log, newest first.
 
-use crate::chain::list_segments;
+use crate::chain::{list_segments, read_segment};
 use crate::record::{Body, Outcome, Stored, decode};
 use crate::{Error, Result};
 use std::path::Path;
@@ -60,7 +60,7 @@ pub(crate) fn search(
         .iter()
         .rev()
     {
-        let bytes = std::fs::read(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
+        let bytes = read_segment(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
         let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
         for line in bytes[..whole].split(|b| *b == b'\n').rev() {
             let Ok(s) = decode(line) else { continue };

@@ -1,6 +1,6 @@
 //! Offline verification of a whole log, as `citybrain audit verify` runs it.
 
-use crate::chain::{Fault, Head, Problem, ScanEnd, list_segments, scan};
+use crate::chain::{Fault, Head, Problem, ScanEnd, list_segments, read_segment, scan};
 use crate::record::{Body, Stored, decode};
 use ed25519_dalek::VerifyingKey;
 use std::path::Path;
@@ -70,7 +70,7 @@ pub fn verify_dir(
     let mut started = range.is_none();
     let mut prev_last: Option<Stored> = None;
     for (i, seg) in segments.iter().enumerate() {
-        let bytes = std::fs::read(&seg.path).map_err(|e| VerifyFailure::Io(e.to_string()))?;
+        let bytes = read_segment(&seg.path).map_err(|e| VerifyFailure::Io(e.to_string()))?;
         if let Some((from, to)) = range {
             let span = ends(&bytes);
             let overlaps = span

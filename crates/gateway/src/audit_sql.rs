@@ -1,17 +1,84 @@
-//! SQL over the audit log for auditors: the segment files read as newline-delimited JSON by
-//! DataFusion, exposed as one view `calls`. Queries only (no DDL, DML or statements), no
+//! SQL over the audit log for auditors: the segment files read as newline-delimited JSON (one
+//! partition per segment, without the live segment's preallocated zeros or a line still being
+//! written), exposed as one view `calls`. Queries only (no DDL, DML or statements), no
 //! information schema, no URL tables, bounded memory.
 
 use crate::convert::rows_to_wire;
 use crate::{Error, Result};
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use citybrain_proto::v1 as pb;
+use datafusion::catalog::streaming::StreamingTable;
 use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{JsonReadOptions, SQLOptions, SessionConfig, SessionContext};
-use std::path::Path;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Rows per decoded batch.
+const BATCH_ROWS: usize = 8192;
+
+/// One segment file as a partition of the `audit_lines` table.
+#[derive(Debug)]
+struct SegmentLines {
+    path: PathBuf,
+    schema: SchemaRef,
+}
+
+impl SegmentLines {
+    /// Whole lines of the segment decoded against the line schema.
+    fn decode(path: &Path, schema: SchemaRef) -> Result<Vec<RecordBatch>, DataFusionError> {
+        let mut bytes = citybrain_audit::read_segment(path)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        bytes.truncate(bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1));
+        arrow::json::ReaderBuilder::new(schema)
+            .with_batch_size(BATCH_ROWS)
+            .build(std::io::Cursor::new(bytes))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(DataFusionError::from)
+    }
+}
+
+impl PartitionStream for SegmentLines {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (path, schema) = (self.path.clone(), self.schema.clone());
+        let read = async move {
+            let batches = tokio::task::spawn_blocking(move || SegmentLines::decode(&path, schema))
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))??;
+            Ok::<_, DataFusionError>(futures::stream::iter(batches.into_iter().map(Ok)))
+        };
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            futures::TryStreamExt::try_flatten(futures::stream::once(read)),
+        ))
+    }
+}
+
+/// The segments of the log in `dir` as one table.
+fn lines_table(dir: &Path) -> Result<StreamingTable> {
+    let schema: SchemaRef = Arc::new(lines_schema());
+    let partitions = citybrain_audit::list_segments(dir)
+        .map_err(|e| Error::Internal(format!("audit log {}: {e}", dir.display())))?
+        .into_iter()
+        .map(|seg| {
+            Arc::new(SegmentLines {
+                path: seg.path,
+                schema: schema.clone(),
+            }) as Arc<dyn PartitionStream>
+        })
+        .collect();
+    StreamingTable::try_new(schema, partitions)
+        .map_err(|e| Error::Internal(format!("audit log as a table: {e}")))
+}
 
 /// Memory one audit query may use.
 const MEMORY_LIMIT: usize = 256 * 1024 * 1024;
@@ -70,15 +137,7 @@ pub(crate) async fn query(dir: &Path, sql: &str, max_rows: u32) -> Result<pb::Qu
         .with_target_partitions(2)
         .with_information_schema(false);
     let ctx = SessionContext::new_with_config_rt(config, runtime);
-    let schema = lines_schema();
-    let opts = JsonReadOptions {
-        schema: Some(&schema),
-        file_extension: ".log",
-        ..Default::default()
-    };
-    let url = format!("{}/", dir.display());
-    ctx.register_json("audit_lines", &url, opts)
-        .await
+    ctx.register_table("audit_lines", Arc::new(lines_table(dir)?))
         .map_err(|e| Error::Internal(format!("audit log as a table: {e}")))?;
     let view = ctx
         .sql(
