@@ -8,7 +8,7 @@ use crate::{Error, Result};
 use citybrain_catalog::{Catalog, TableManifest, TableStatus};
 use citybrain_types::ShareType;
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -78,7 +78,24 @@ fn invalid(field: &str, reason: impl Into<String>) -> Error {
 pub struct Governance {
     conn: Mutex<Connection>,
     catalog: Arc<Catalog>,
+    usable: Mutex<Usable>,
 }
+
+/// Tables and usable grants already read, valid while the database is unchanged.
+///
+/// The catalog and the governance tables are read through two connections to the same file.
+/// SQLite's `data_version` of a connection changes when any *other* connection commits, so the
+/// pair of both connections' versions changes on every commit: a catalog change, a decision or
+/// revocation made here, or a write by another process (the CLI). Memory is trusted only while
+/// the pair is the one it was read under.
+#[derive(Default)]
+struct Usable {
+    version: Option<(i64, i64)>,
+    entries: HashMap<(String, String, String), (TableManifest, Grant)>,
+}
+
+/// Most (department, table, purpose) answers kept.
+const USABLE_ENTRIES: usize = 10_000;
 
 impl Governance {
     /// Opens the governance tables in the catalog's database file.
@@ -91,7 +108,66 @@ impl Governance {
         Ok(Self {
             conn: Mutex::new(conn),
             catalog,
+            usable: Mutex::new(Usable::default()),
         })
+    }
+
+    /// Both connections' `data_version`; `None` while either connection is busy.
+    fn version(&self) -> Option<(i64, i64)> {
+        let own = {
+            let conn = self.conn.try_lock().ok()?;
+            conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+                .ok()?
+        };
+        Some((own, self.catalog.data_version()?))
+    }
+
+    /// What [`Governance::table_and_grant`] answered for this call before, if nothing was
+    /// committed to the database since and the grant has not expired meanwhile. Cheap enough
+    /// for an async task: it never waits for a busy connection.
+    pub fn remembered_table_and_grant(
+        &self,
+        dept: &str,
+        table: &str,
+        purpose: &str,
+    ) -> Option<(TableManifest, Grant)> {
+        let version = self.version()?;
+        let usable = self.usable.lock().unwrap_or_else(|p| p.into_inner());
+        if usable.version != Some(version) {
+            return None;
+        }
+        let (m, g) =
+            usable
+                .entries
+                .get(&(dept.to_owned(), table.to_owned(), purpose.to_owned()))?;
+        (g.revoked_at.is_none() && g.expires_at > now()).then(|| (m.clone(), g.clone()))
+    }
+
+    /// An active table's manifest and the grant a call on it may use ([`Governance::table`]
+    /// and [`Governance::usable_grant`] in one trip); a usable grant is remembered.
+    pub fn table_and_grant(
+        &self,
+        dept: &str,
+        table: &str,
+        purpose: &str,
+    ) -> Result<(TableManifest, Result<Grant>)> {
+        // Read the version first: a commit after it makes what is read below stale, never
+        // wrongly fresh.
+        let version = self.version();
+        let manifest = self.table(table)?;
+        let grant = self.usable_grant(dept, table, purpose);
+        if let (Some(version), Ok(g)) = (version, &grant) {
+            let mut usable = self.usable.lock().unwrap_or_else(|p| p.into_inner());
+            if usable.version != Some(version) || usable.entries.len() >= USABLE_ENTRIES {
+                usable.entries.clear();
+                usable.version = Some(version);
+            }
+            usable.entries.insert(
+                (dept.to_owned(), table.to_owned(), purpose.to_owned()),
+                (manifest.clone(), g.clone()),
+            );
+        }
+        Ok((manifest, grant))
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

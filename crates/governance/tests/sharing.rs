@@ -317,3 +317,65 @@ fn the_policy_filters_first_then_masks() {
         "ungranted columns are not there at all"
     );
 }
+
+#[test]
+fn a_remembered_grant_lasts_only_while_the_database_is_unchanged() {
+    let (dir, gov) = setup();
+    let purpose = "最低生活保障资格审核";
+    let cols = ["credit_code", "name", "status"];
+    let grant_now = |gov: &Governance| {
+        gov.apply(
+            "civil-affairs",
+            "u1",
+            req("legal.entities", &cols, Mode::Read),
+        )
+        .unwrap()
+        .1
+        .expect("an unconditional table is granted at once")
+    };
+    let remembered = || gov.remembered_table_and_grant("civil-affairs", "legal.entities", purpose);
+    let read = || {
+        gov.table_and_grant("civil-affairs", "legal.entities", purpose)
+            .unwrap()
+            .1
+    };
+
+    let grant = grant_now(&gov);
+    assert!(remembered().is_none(), "nothing read yet");
+    assert_eq!(read().unwrap().id, grant.id);
+    assert_eq!(remembered().unwrap().1.id, grant.id);
+
+    // Another process revokes (its own connections to the same file): seen at once.
+    let db = dir.path().join("catalog.db");
+    let other = Governance::open(&db, Arc::new(Catalog::open(&db).unwrap())).unwrap();
+    other
+        .revoke("market-regulation", &grant.id, "audit finding")
+        .unwrap();
+    assert!(
+        remembered().is_none(),
+        "a revocation elsewhere is seen at once"
+    );
+    assert!(matches!(read(), Err(Error::Denied(_))));
+
+    // A revocation through this hub's own connection.
+    let grant = grant_now(&gov);
+    assert_eq!(read().unwrap().id, grant.id);
+    assert!(remembered().is_some());
+    gov.revoke("market-regulation", &grant.id, "no longer needed")
+        .unwrap();
+    assert!(remembered().is_none(), "a revocation here is seen at once");
+
+    // A catalog change (the table deprecated by its steward).
+    let grant = grant_now(&gov);
+    assert_eq!(read().unwrap().id, grant.id);
+    assert!(remembered().is_some());
+    Catalog::open(&db)
+        .unwrap()
+        .deprecate("legal.entities", "replaced")
+        .unwrap();
+    assert!(remembered().is_none());
+    assert!(matches!(
+        gov.table_and_grant("civil-affairs", "legal.entities", purpose),
+        Err(Error::Conflict(_))
+    ));
+}
