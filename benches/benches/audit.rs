@@ -82,7 +82,7 @@ fn append(c: &mut Criterion) {
 }
 
 /// One 600-byte write and `fdatasync`: appended to a growing file vs written into preallocated
-/// zeros. The first also commits the file system's journal (new size and blocks) on every sync.
+/// zeros. The first also writes the file's metadata (new size and blocks) on every sync.
 fn sync(c: &mut Criterion) {
     use std::os::unix::fs::FileExt;
     const REGION: u64 = 64 * 1024 * 1024;

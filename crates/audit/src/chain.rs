@@ -42,8 +42,9 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<Segment>> {
 /// The bytes of a segment without its unused tail.
 ///
 /// The live segment is preallocated with zero bytes ahead of the records, so that appending a
-/// batch does not change the file's size and its `fdatasync` writes the data block only, not a
-/// file-system journal commit. A record line ends in a newline, never in a zero byte, so the data
+/// batch does not change the file's size and its `fdatasync` writes the data block only, not
+/// the file's metadata (size, block map; a journal commit on a journaling file system). A record
+/// line ends in a newline, never in a zero byte, so the data
 /// ends at the last non-zero byte.
 pub fn read_segment(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut bytes = std::fs::read(path)?;

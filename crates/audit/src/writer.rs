@@ -6,9 +6,10 @@
 //!
 //! The live segment is preallocated: zero bytes are written and synced ahead of the records in
 //! chunks, so a batch overwrites blocks the file already has and its `fdatasync` flushes data
-//! only. Appending to the end instead makes every sync also commit the file system's journal
-//! (the new size and blocks), which under load costs several times more (see the `audit`
-//! benchmark). A sealed segment is cut back to its records.
+//! only. Appending to the end instead makes every sync also write the file's metadata (the new
+//! size and blocks; a journal commit where the file system journals), which costs more, and
+//! more again under load (see the `audit_sync` benchmark). A sealed segment is cut back to its
+//! records.
 
 use crate::chain::{Head, segment_name};
 use crate::meter::Meter;
