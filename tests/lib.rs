@@ -3,7 +3,9 @@
 
 use arrow::array::AsArray;
 use citybrain::hub::{self, HubOptions, Started};
+use citybrain_proto::v1 as pb;
 use citybrain_proto::v1::catalog_service_client::CatalogServiceClient;
+use citybrain_proto::v1::sharing_service_client::SharingServiceClient;
 use citybrain_types::Role;
 use std::path::{Path, PathBuf};
 use tonic::Request;
@@ -75,6 +77,35 @@ impl TestHub {
     /// A catalog client.
     pub async fn catalog(&self) -> CatalogServiceClient<Channel> {
         CatalogServiceClient::new(self.channel().await)
+    }
+
+    /// `consumer` applies and the steward of `steward_dept` decides (`decide`'s application id
+    /// is filled in): a grant with the steward's terms, in two calls through the public API.
+    pub async fn apply_and_decide(
+        &self,
+        consumer: &str,
+        apply: pb::ApplyRequest,
+        steward_dept: &str,
+        decide: pb::DecideRequest,
+    ) {
+        let mut sharing = SharingServiceClient::new(self.channel().await);
+        let app = sharing
+            .apply(authed(consumer, apply))
+            .await
+            .expect("applies")
+            .into_inner()
+            .application
+            .expect("an application");
+        sharing
+            .decide(authed(
+                &self.token(steward_dept, Role::Steward),
+                pb::DecideRequest {
+                    application_id: app.id,
+                    ..decide
+                },
+            ))
+            .await
+            .expect("decides");
     }
 
     /// Stops the server.

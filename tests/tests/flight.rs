@@ -18,7 +18,6 @@ use arrow_flight::{FlightDescriptor, Ticket};
 use citybrain::hub::{HubOptions, prepare_demo};
 use citybrain_gateway::{PURPOSE_HEADER, SqlLimits};
 use citybrain_proto::v1 as pb;
-use citybrain_proto::v1::sharing_service_client::SharingServiceClient;
 use citybrain_tests::{Resident, TestHub, authed, read_all, residents};
 use citybrain_types::Role;
 use futures::TryStreamExt;
@@ -159,119 +158,79 @@ impl Sql {
 /// Residents (read, masked, row-filtered) and legal entities (read) for PURPOSE.
 async fn grant_read(hub: &TestHub) {
     let consumer = hub.token("civil-affairs", Role::Consumer);
-    let mut sharing = SharingServiceClient::new(hub.channel().await);
-    let apply = |table: &str, cols: &[&str], purpose: &str, mode: pb::Mode| pb::ApplyRequest {
+    let apply = |table: &str, cols: &[&str]| pb::ApplyRequest {
         table: table.into(),
         columns: cols.iter().map(|c| (*c).into()).collect(),
-        purpose: purpose.into(),
+        purpose: PURPOSE.into(),
         business_system: "企业登记协查系统".into(),
         service_matter: "法定代表人身份核查".into(),
         days: 30,
-        mode: mode.into(),
+        mode: pb::Mode::Read.into(),
     };
-    let app = sharing
-        .apply(authed(
-            &consumer,
-            apply(
-                "population.residents",
-                &["id_number", "name", "birth_date", "town", "phone"],
-                PURPOSE,
-                pb::Mode::Read,
-            ),
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .application
-        .unwrap();
     let mask = |column: &str, kind: &str, first: u32, last: u32| pb::Mask {
         column: column.into(),
         kind: kind.into(),
         keep_first: first,
         keep_last: last,
     };
-    sharing
-        .decide(authed(
-            &hub.token("public-security", Role::Steward),
-            pb::DecideRequest {
-                application_id: app.id,
-                approve: true,
-                reason: "协查需要".into(),
-                masks: vec![
-                    mask("name", "first_char", 0, 0),
-                    mask("birth_date", "year", 0, 0),
-                    mask("phone", "keep", 3, 4),
-                ],
-                row_filter: format!("town = '{TOWN}'"),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
-    let app = sharing
-        .apply(authed(
-            &consumer,
-            apply(
-                "legal.entities",
-                &["credit_code", "name", "legal_rep_id", "town", "status"],
-                PURPOSE,
-                pb::Mode::Read,
-            ),
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .application
-        .unwrap();
-    sharing
-        .decide(authed(
-            &hub.token("market-regulation", Role::Steward),
-            pb::DecideRequest {
-                application_id: app.id,
-                approve: true,
-                reason: "协查需要".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
+    hub.apply_and_decide(
+        &consumer,
+        apply(
+            "population.residents",
+            &["id_number", "name", "birth_date", "town", "phone"],
+        ),
+        "public-security",
+        pb::DecideRequest {
+            approve: true,
+            reason: "协查需要".into(),
+            masks: vec![
+                mask("name", "first_char", 0, 0),
+                mask("birth_date", "year", 0, 0),
+                mask("phone", "keep", 3, 4),
+            ],
+            row_filter: format!("town = '{TOWN}'"),
+            ..Default::default()
+        },
+    )
+    .await;
+    hub.apply_and_decide(
+        &consumer,
+        apply(
+            "legal.entities",
+            &["credit_code", "name", "legal_rep_id", "town", "status"],
+        ),
+        "market-regulation",
+        pb::DecideRequest {
+            approve: true,
+            reason: "协查需要".into(),
+            ..Default::default()
+        },
+    )
+    .await;
 }
 
 /// Residents by town, gender and birth date, aggregate only, groups of at least 20 people.
 async fn grant_aggregate(hub: &TestHub) {
-    let consumer = hub.token("civil-affairs", Role::Consumer);
-    let mut sharing = SharingServiceClient::new(hub.channel().await);
-    let app = sharing
-        .apply(authed(
-            &consumer,
-            pb::ApplyRequest {
-                table: "population.residents".into(),
-                columns: vec!["town".into(), "gender".into(), "birth_date".into()],
-                purpose: STATS.into(),
-                business_system: "民政统计系统".into(),
-                service_matter: "人口分布统计".into(),
-                days: 30,
-                mode: pb::Mode::Aggregate.into(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .application
-        .unwrap();
-    sharing
-        .decide(authed(
-            &hub.token("public-security", Role::Steward),
-            pb::DecideRequest {
-                application_id: app.id,
-                approve: true,
-                reason: "统计需要".into(),
-                min_group_size: 20,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
+    hub.apply_and_decide(
+        &hub.token("civil-affairs", Role::Consumer),
+        pb::ApplyRequest {
+            table: "population.residents".into(),
+            columns: vec!["town".into(), "gender".into(), "birth_date".into()],
+            purpose: STATS.into(),
+            business_system: "民政统计系统".into(),
+            service_matter: "人口分布统计".into(),
+            days: 30,
+            mode: pb::Mode::Aggregate.into(),
+        },
+        "public-security",
+        pb::DecideRequest {
+            approve: true,
+            reason: "统计需要".into(),
+            min_group_size: 20,
+            ..Default::default()
+        },
+    )
+    .await;
 }
 
 /// No raw value of a hidden column, a masked column or a hidden row appears in `text`.

@@ -460,6 +460,29 @@ fn print_table(runs: &[Run]) {
     }
 }
 
+/// Runs a DuckDB script with `$CITYBRAIN_PYTHON` (default `python3`) and returns its standard
+/// output; a failure names the script's last error line.
+pub(crate) fn run_duckdb(script: &str, args: &[String]) -> Result<Vec<u8>> {
+    let python = std::env::var("CITYBRAIN_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .map_err(|e| Error::Io {
+            what: format!("run {python}"),
+            source: e,
+        })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(Error::Usage(format!(
+            "DuckDB baseline failed (is duckdb installed for {python}?): {}",
+            err.lines().last().unwrap_or_default()
+        )));
+    }
+    Ok(out.stdout)
+}
+
 /// DuckDB through Python, when the module is installed: the same keys, threads and duration.
 fn duckdb_run(
     dir: &Path,
@@ -469,7 +492,6 @@ fn duckdb_run(
     warmup: Duration,
     secs: u64,
 ) -> Result<Run> {
-    let python = std::env::var("CITYBRAIN_PYTHON").unwrap_or_else(|_| "python3".into());
     let keys_file =
         std::env::temp_dir().join(format!("citybrain-bench-keys-{}", std::process::id()));
     std::fs::write(&keys_file, keys.join("\n")).map_err(|e| Error::Io {
@@ -513,34 +535,25 @@ threads = [threading.Thread(target=worker, args=(c,)) for c in range(clients)]
 print(json.dumps({"lat": lat, "errors": errors[0]}))
 "#;
     eprintln!("running DuckDB (python) for {}s", secs + warmup.as_secs());
-    let out = std::process::Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .arg(dir)
-        .arg(key)
-        .arg(&keys_file)
-        .arg(clients.to_string())
-        .arg(warmup.as_secs().to_string())
-        .arg(secs.to_string())
-        .output();
+    let out = run_duckdb(
+        script,
+        &[
+            dir.display().to_string(),
+            key.to_owned(),
+            keys_file.display().to_string(),
+            clients.to_string(),
+            warmup.as_secs().to_string(),
+            secs.to_string(),
+        ],
+    );
     let _ = std::fs::remove_file(&keys_file);
-    let out = out.map_err(|e| Error::Io {
-        what: format!("run {python}"),
-        source: e,
-    })?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(Error::Usage(format!(
-            "DuckDB baseline failed (is duckdb installed for {python}?): {}",
-            err.lines().last().unwrap_or_default()
-        )));
-    }
+    let out = out?;
     #[derive(serde::Deserialize)]
     struct Out {
         lat: Vec<u32>,
         errors: u64,
     }
-    let o: Out = serde_json::from_slice(&out.stdout)
+    let o: Out = serde_json::from_slice(&out)
         .map_err(|e| Error::Usage(format!("DuckDB baseline output: {e}")))?;
     let mut errors = BTreeMap::new();
     if o.errors > 0 {

@@ -2,7 +2,7 @@
 //! (configured as the hub configures its own) and DuckDB (Python) on the same files, one query at
 //! a time, reporting medians.
 
-use crate::bench_cmd::PURPOSE;
+use crate::bench_cmd::{PURPOSE, run_duckdb};
 use crate::cli::BenchArgs;
 use crate::{Error, Result};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
@@ -136,7 +136,6 @@ pub(crate) async fn sql_bench(
 
 /// Median milliseconds of one query on DuckDB (Python) over views of the same files.
 fn duckdb_query(views: &[(String, PathBuf)], sql: &str, repeat: usize) -> Result<f64> {
-    let python = std::env::var("CITYBRAIN_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = r#"
 import duckdb, json, sys, time
 views, sql, repeat = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
@@ -158,23 +157,13 @@ print(json.dumps(times[len(times) // 2]))
         .iter()
         .map(|(n, p)| (n.clone(), p.display().to_string()))
         .collect();
-    let out = std::process::Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .arg(serde_json::to_string(&views).unwrap_or_default())
-        .arg(sql)
-        .arg(repeat.to_string())
-        .output()
-        .map_err(|e| Error::Io {
-            what: format!("run {python}"),
-            source: e,
-        })?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(Error::Usage(format!(
-            "DuckDB baseline failed: {}",
-            err.lines().last().unwrap_or_default()
-        )));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| Error::Usage(format!("DuckDB output: {e}")))
+    let out = run_duckdb(
+        script,
+        &[
+            serde_json::to_string(&views).unwrap_or_default(),
+            sql.to_owned(),
+            repeat.to_string(),
+        ],
+    )?;
+    serde_json::from_slice(&out).map_err(|e| Error::Usage(format!("DuckDB output: {e}")))
 }

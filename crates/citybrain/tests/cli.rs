@@ -212,43 +212,45 @@ fn serve_demo_prints_address_and_tokens_and_stops_cleanly() {
     // The load generator: real gRPC lookups and the SQL baselines, as a table and as JSON.
     let json = dir.path().join("bench.json");
     let data_dir = dir.path().join("data");
-    let out = Command::new(BIN)
-        .args([
-            "bench",
-            "--clients",
-            "2",
-            "--duration",
-            "1s",
-            "--warmup",
-            "1s",
-        ])
-        .args([
-            "--sample",
-            "200",
-            "--absent-percent",
-            "10",
-            "--sql-baseline",
-        ])
-        .arg("--server")
-        .arg(format!("http://{addr}"))
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .arg("--json")
-        .arg(&json)
-        .env("CITYBRAIN_LOG", "warn")
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let bench = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("bench")
+            .args(args)
+            .arg("--server")
+            .arg(format!("http://{addr}"))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--json")
+            .arg(&json)
+            .env("CITYBRAIN_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), doc)
+    };
+    let (table, doc) = bench(&[
+        "--clients",
+        "2",
+        "--duration",
+        "1s",
+        "--warmup",
+        "1s",
+        "--sample",
+        "200",
+        "--absent-percent",
+        "10",
+        "--sql-baseline",
+    ]);
     assert!(
         table.contains("hub Lookup (gRPC)") && table.contains("DataFusion SQL"),
         "{table}"
     );
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let runs = doc["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 3);
     for r in runs {
@@ -258,24 +260,12 @@ fn serve_demo_prints_address_and_tokens_and_stops_cleanly() {
     }
 
     // Governed SQL timed against ungoverned DataFusion: both answer the same rows.
-    let out = Command::new(BIN)
-        .args(["bench", "--repeat", "1", "--query"])
-        .arg("SELECT town, count(*) FROM population.residents GROUP BY town")
-        .arg("--server")
-        .arg(format!("http://{addr}"))
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .arg("--json")
-        .arg(&json)
-        .env("CITYBRAIN_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let (_, doc) = bench(&[
+        "--repeat",
+        "1",
+        "--query",
+        "SELECT town, count(*) FROM population.residents GROUP BY town",
+    ]);
     let q = &doc["queries"][0];
     assert_eq!(q["hub_rows"], q["datafusion_rows"], "{q}");
     assert!(q["hub_rows"].as_u64().unwrap() > 1, "{q}");
