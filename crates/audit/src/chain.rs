@@ -198,11 +198,19 @@ fn decode_sig(hex: &str) -> Option<Signature> {
     Some(Signature::from_bytes(&b))
 }
 
-/// True when some line after `from` is a whole record with a valid hash: damage followed by
-/// good records is not a torn tail, and must not be cut away.
-pub fn valid_line_after(bytes: &[u8], from: usize) -> bool {
-    bytes[from..]
-        .split(|b| *b == b'\n')
-        .skip(1)
-        .any(|line| decode(line).is_ok())
+/// Whether the bytes from `from` (where the last segment stops verifying) are a torn tail, to
+/// be cut: no whole record with a valid hash follows, or zero bytes lie before the first one.
+/// Damage followed by good records is not a torn tail and must not be cut away. But a batch is
+/// written into preallocated zeros, and a crash before its sync may leave a later page of it on
+/// disk without an earlier one; the writer never puts a zero byte inside a record, and nothing
+/// after an unwritten gap was acknowledged (the sync that acknowledges covers every byte before).
+pub fn torn_tail(bytes: &[u8], from: usize) -> bool {
+    let mut at = from;
+    for line in bytes[from..].split(|b| *b == b'\n') {
+        if at > from && decode(line).is_ok() {
+            return bytes[from..at].contains(&0);
+        }
+        at += line.len() + 1;
+    }
+    true
 }

@@ -397,7 +397,7 @@ fn recover(dir: &Path, key: &VerifyingKey, meter: &mut meter::Meter) -> Result<R
         };
         let end = match chain::scan(&bytes, &mut head, key, &mut count) {
             Ok(end) => end,
-            Err(f) if is_last && !chain::valid_line_after(&bytes, f.offset) => {
+            Err(f) if is_last && chain::torn_tail(&bytes, f.offset) => {
                 cut_tail(seg, &bytes, f.offset)?;
                 rec.torn_bytes = (bytes.len() - f.offset) as u64;
                 tracing::warn!(
@@ -419,6 +419,10 @@ fn recover(dir: &Path, key: &VerifyingKey, meter: &mut meter::Meter) -> Result<R
                 problem: Problem::Unsealed,
             }));
         }
+        if is_last && end.sealed {
+            // A crash between sealing and cutting the zeros away leaves them behind.
+            cut_zeros(seg, end.good_len as u64)?;
+        }
         last = Some(LastSegment {
             number: seg.number,
             sealed: end.sealed,
@@ -426,6 +430,20 @@ fn recover(dir: &Path, key: &VerifyingKey, meter: &mut meter::Meter) -> Result<R
         });
     }
     Ok((head, last, rec))
+}
+
+/// Cuts a sealed segment's preallocated zeros.
+fn cut_zeros(seg: &Segment, data_len: u64) -> Result<()> {
+    let io = |e| Error::io(&seg.path, e);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg.path)
+        .map_err(io)?;
+    if file.metadata().map_err(io)?.len() > data_len {
+        file.set_len(data_len).map_err(io)?;
+        file.sync_all().map_err(io)?;
+    }
+    Ok(())
 }
 
 /// Moves the bytes from `offset` to `segment-N.torn` (kept as evidence) and truncates.

@@ -20,7 +20,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
@@ -74,11 +74,19 @@ fn now_us() -> i64 {
 impl Writer {
     pub(crate) fn run(mut self, rx: Receiver<Req>) {
         let mut batch = Vec::new();
-        if let Err(e) = self.keep_room() {
-            self.fail(&e);
-        }
         loop {
-            let Ok(first) = rx.recv() else {
+            let first = match rx.try_recv() {
+                Ok(r) => Ok(r),
+                Err(TryRecvError::Empty) => {
+                    // Nothing waits: top up the zeros now rather than inside a call's batch.
+                    if let Err(e) = self.keep_room() {
+                        self.fail(&e);
+                    }
+                    rx.recv().map_err(|_| ())
+                }
+                Err(TryRecvError::Disconnected) => Err(()),
+            };
+            let Ok(first) = first else {
                 // Every handle is gone: seal what we have so the tail is signed.
                 let _ = self.seal();
                 return;
@@ -151,12 +159,9 @@ impl Writer {
                     }
                 }
                 drop(meter);
-                let next = if self.len >= self.segment_bytes {
-                    self.rotate()
-                } else {
-                    self.keep_room()
-                };
-                if let Err(e) = next {
+                if self.len >= self.segment_bytes
+                    && let Err(e) = self.rotate()
+                {
                     self.fail(&e);
                 }
             }
@@ -174,8 +179,10 @@ impl Writer {
     /// After any write or sync error the log stops: Linux may have dropped the dirty pages, so
     /// a retry could "succeed" with records lost. The hub then refuses to serve.
     fn fail(&mut self, e: &std::io::Error) {
+        if self.failed.swap(true, Ordering::SeqCst) {
+            return;
+        }
         tracing::error!(error = %e, segment = self.segment, "audit log write failed; refusing service");
-        self.failed.store(true, Ordering::SeqCst);
         // Best effort: leave no partial line behind.
         let _ = self.file.set_len(self.len);
         self.allocated = self.len;
@@ -210,43 +217,48 @@ impl Writer {
         if self.faults.fail_write.load(Ordering::SeqCst) {
             return Err(std::io::Error::other("injected write failure"));
         }
-        let need = self.len + buf.len() as u64;
-        if need > self.allocated {
-            self.preallocate(need)?;
-        }
         self.file.write_all_at(buf, self.len)?;
+        let end = self.len + buf.len() as u64;
+        if end > self.allocated {
+            // The batch outgrew the zeros: more go behind it, under the same sync.
+            self.write_zeros(end)?;
+        }
         if self.faults.fail_sync.load(Ordering::SeqCst) {
             return Err(std::io::Error::other("injected fsync failure"));
         }
         self.file.sync_data()?;
-        self.len = need;
+        self.len = end;
         Ok(())
     }
 
-    /// Zero bytes ahead of the records: one chunk (at most a segment) past `at_least`.
-    fn preallocate(&mut self, at_least: u64) -> std::io::Result<()> {
-        let chunk = PREALLOC_BYTES.min(self.segment_bytes).max(4096);
-        let target = at_least.max(self.allocated) + chunk;
-        let zeros = vec![0u8; (target - self.allocated).min(PREALLOC_BYTES) as usize];
-        let mut at = self.allocated;
+    /// Bytes of zeros written ahead at a time: at most a segment, at least a block.
+    fn chunk(&self) -> u64 {
+        PREALLOC_BYTES.min(self.segment_bytes).max(4096)
+    }
+
+    /// Writes one chunk of zeros from `from` (not synced).
+    fn write_zeros(&mut self, from: u64) -> std::io::Result<()> {
+        let target = from + self.chunk();
+        let zeros = vec![0u8; self.chunk() as usize];
+        let mut at = from;
         while at < target {
             let n = (target - at).min(zeros.len() as u64) as usize;
             self.file.write_all_at(&zeros[..n], at)?;
             at += n as u64;
         }
-        self.file.sync_data()?;
         self.allocated = target;
         Ok(())
     }
 
-    /// After a batch is answered: extends the zeros while no call waits, when less than half a
-    /// chunk is left.
+    /// While no call waits: extends the zeros when less than half a chunk is left.
     fn keep_room(&mut self) -> std::io::Result<()> {
-        let chunk = PREALLOC_BYTES.min(self.segment_bytes).max(4096);
-        if self.allocated.saturating_sub(self.len) < chunk / 2 {
-            self.preallocate(self.len)?;
+        if self.failed.load(Ordering::SeqCst)
+            || self.allocated.saturating_sub(self.len) >= self.chunk() / 2
+        {
+            return Ok(());
         }
-        Ok(())
+        self.write_zeros(self.allocated.max(self.len))?;
+        self.file.sync_data()
     }
 
     /// Writes a sealing checkpoint (unless the segment is already sealed).
@@ -296,6 +308,6 @@ impl Writer {
         self.allocated = 0;
         // A new segment is not sealed, even though the chain head is a sealing checkpoint.
         self.last_sealed = false;
-        self.keep_room()
+        Ok(())
     }
 }

@@ -324,6 +324,38 @@ async fn injected_failures_fail_closed_without_partial_lines() {
     }
 }
 
+#[tokio::test]
+async fn a_batch_torn_across_pages_is_cut_not_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.segment_bytes = 1 << 30;
+    let log = AuditLog::open(cfg).unwrap();
+    for i in 0..5 {
+        log.append(entry(i, "hrss")).await.unwrap();
+    }
+    std::mem::forget(log);
+    let seg = list_segments(dir.path()).unwrap().pop().unwrap();
+    let good = read_segment(&seg.path).unwrap();
+    // Each append is one record and its checkpoint. A crash before the last sync: the page
+    // holding the fourth and fifth records never reached the disk, the one after it did.
+    let lines: Vec<&[u8]> = good.split_inclusive(|b| *b == b'\n').collect();
+    assert_eq!(lines.len(), 10);
+    let kept: usize = lines[..6].iter().map(|l| l.len()).sum();
+    let lost: usize = lines[6..9].iter().map(|l| l.len()).sum();
+    let mut bytes = good[..kept].to_vec();
+    bytes.resize(kept + lost, 0);
+    bytes.extend_from_slice(lines[9]);
+    bytes.resize(bytes.len() + 4096, 0);
+    std::fs::write(&seg.path, &bytes).unwrap();
+
+    let log = AuditLog::open(config(dir.path())).expect("a torn batch is cut, not refused");
+    assert_eq!(log.recovery().records, 3);
+    assert_eq!(read_segment(&seg.path).unwrap(), &good[..kept]);
+    log.append(entry(5, "hrss")).await.unwrap();
+    log.close().await.unwrap();
+    assert_eq!(verify(dir.path()).unwrap().records, 4);
+}
+
 fn garbage() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 1..300),
