@@ -775,3 +775,24 @@ async fn sql_memory_and_answer_limits_fail_cleanly() {
     );
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn a_deprecated_table_leaves_the_callers_other_tables_queryable() {
+    let hub = TestHub::demo().await;
+    grant_read(&hub).await;
+    let sql = Sql {
+        channel: hub.channel().await,
+        token: hub.token("civil-affairs", Role::Consumer),
+        purpose: Some(PURPOSE.into()),
+    };
+    assert!(sql.count("SELECT count(*) FROM legal.entities").await > 0);
+    // The steward withdraws one table (its own connection to the catalog file).
+    citybrain_catalog::Catalog::open(&hub.data_dir().join("catalog.db"))
+        .unwrap()
+        .deprecate("legal.entities", "replaced")
+        .unwrap();
+    assert!(sql.count("SELECT count(*) FROM population.residents").await > 0);
+    let s = sql.refused("SELECT count(*) FROM legal.entities").await;
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    hub.stop().await;
+}

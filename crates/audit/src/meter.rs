@@ -64,10 +64,14 @@ impl Meter {
         self.total.add(e);
         let day = day_of(e.time_us);
         if let (Some(g), crate::Outcome::Ok) = (&e.grant_id, e.outcome) {
-            self.grants
-                .entry((g.clone(), day.clone()))
-                .or_default()
-                .add(e);
+            // A SQL call over several granted tables names each grant, comma-separated; it
+            // counts against every one of them.
+            for g in g.split(',') {
+                self.grants
+                    .entry((g.to_owned(), day.clone()))
+                    .or_default()
+                    .add(e);
+            }
         }
         let tables: &[String] = if e.tables.is_empty() {
             std::slice::from_ref(&EMPTY)
@@ -143,5 +147,32 @@ mod tests {
         assert_eq!(day_of(0), "1970-01-01");
         assert_eq!(day_of(1_700_000_000_000_000), "2023-11-14");
         assert_eq!(day_of(-1), "1969-12-31");
+    }
+
+    #[test]
+    fn a_call_under_several_grants_counts_against_each() {
+        let mut m = Meter::default();
+        m.add(&Entry {
+            call_id: "c1".into(),
+            time_us: 1_700_000_000_000_000,
+            dept: "civil-affairs".into(),
+            subject: "u".into(),
+            role: "consumer".into(),
+            method: "FlightSqlService/DoGet".into(),
+            tables: vec!["legal.entities".into(), "population.residents".into()],
+            columns: vec![],
+            grant_id: Some("g-000001,g-000002".into()),
+            purpose: "p".into(),
+            key_hashes: vec![],
+            rows: 7,
+            bytes: 100,
+            outcome: crate::Outcome::Ok,
+            code: 0,
+            latency_us: 1,
+        });
+        for g in ["g-000001", "g-000002"] {
+            let u = m.grant_usage(g, "2023-11-14");
+            assert_eq!((u.calls, u.rows), (1, 7), "{g}");
+        }
     }
 }

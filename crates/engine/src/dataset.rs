@@ -49,6 +49,33 @@ pub(crate) struct Indexed {
     pub(crate) index: Arc<KeyIndex>,
 }
 
+/// A file's modification time in nanoseconds: with its path and size, what identifies its
+/// content for the caches.
+pub(crate) fn modified_ns(m: &ObjectMeta) -> i64 {
+    m.last_modified.timestamp_nanos_opt().unwrap_or_default()
+}
+
+/// Path, size and modification time of a file.
+pub(crate) fn file_identity(m: &ObjectMeta) -> (ObjectPath, u64, i64) {
+    (m.location.clone(), m.size, modified_ns(m))
+}
+
+impl Indexed {
+    /// Whether this was built from exactly these files and the table's current columns.
+    pub(crate) fn built_from(&self, files: &[ObjectMeta], table: &TableManifest) -> bool {
+        self.files.len() == files.len()
+            && self.files.iter().zip(files).all(|((path, size, t), m)| {
+                *path == m.location && *size == m.size && *t == modified_ns(m)
+            })
+            && self.columns.len() == table.columns.len()
+            && self
+                .columns
+                .iter()
+                .zip(&table.columns)
+                .all(|((name, ty), c)| *name == c.name && *ty == c.data_type)
+    }
+}
+
 /// A dataset's files and when they were listed.
 type Listing = (Instant, Arc<Vec<ObjectMeta>>);
 
@@ -170,7 +197,7 @@ impl Engine {
 
     pub(crate) async fn footer(&self, meta: &ObjectMeta) -> Result<Arc<Footer>, FileProblem> {
         let key = meta.location.to_string();
-        let modified = meta.last_modified.timestamp_nanos_opt().unwrap_or_default();
+        let modified = modified_ns(meta);
         if let Some(f) = self.cached(&key)
             && f.size == meta.size
             && f.modified == modified

@@ -67,21 +67,20 @@ impl KeyFilter {
         }
     }
 
-    fn positions(&self, key: &[u8]) -> impl Iterator<Item = usize> {
+    /// The bit positions of `key` in a filter of `bits` bits.
+    fn positions(key: &[u8], bits: u64) -> impl Iterator<Item = usize> {
         let (h1, h2) = hashes(key);
-        let m = self.bits.len() as u64 * 64;
-        (0..PROBES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % m) as usize)
+        (0..PROBES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % bits) as usize)
     }
 
     pub(crate) fn insert(&mut self, key: &[u8]) {
-        let positions: Vec<usize> = self.positions(key).collect();
-        for p in positions {
+        for p in Self::positions(key, self.bits.len() as u64 * 64) {
             self.bits[p / 64] |= 1 << (p % 64);
         }
     }
 
     pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
-        self.positions(key)
+        Self::positions(key, self.bits.len() as u64 * 64)
             .all(|p| self.bits[p / 64] & (1 << (p % 64)) != 0)
     }
 }
@@ -160,9 +159,14 @@ impl KeyIndex {
     }
 
     /// Pages (and unindexed row groups) whose key range holds `key`.
-    pub(crate) fn candidates<'a>(&'a self, key: &'a [u8]) -> impl Iterator<Item = &'a PageEntry> {
-        let absent = self.filter.get().is_some_and(|f| !f.may_contain(key));
-        let holds = move |p: &&PageEntry| !absent && p.min.as_ref() <= key && key <= p.max.as_ref();
+    pub(crate) fn candidates<'a>(
+        &'a self,
+        key: &'a [u8],
+    ) -> Box<dyn Iterator<Item = &'a PageEntry> + 'a> {
+        if self.filter.get().is_some_and(|f| !f.may_contain(key)) {
+            return Box::new(std::iter::empty());
+        }
+        let holds = move |p: &&PageEntry| p.min.as_ref() <= key && key <= p.max.as_ref();
         let indexed: Box<dyn Iterator<Item = &PageEntry>> = if self.disjoint {
             // Pages starting at or below the key, walking back while they reach it.
             let end = self.pages.partition_point(|p| p.min.as_ref() <= key);
@@ -174,7 +178,7 @@ impl KeyIndex {
         } else {
             Box::new(self.pages.iter())
         };
-        indexed.filter(holds).chain(self.whole.iter().filter(holds))
+        Box::new(indexed.filter(holds).chain(self.whole.iter().filter(holds)))
     }
 
     /// Indexed pages (for figures and tests).

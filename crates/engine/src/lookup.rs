@@ -2,7 +2,7 @@
 //! may hold each key, a row selection reads only those pages, the key column is filtered while
 //! decoding, and only the catalog's columns are projected.
 
-use crate::dataset::{Engine, Footer, Indexed, lock};
+use crate::dataset::{Engine, Footer, Indexed, file_identity, lock};
 use crate::keyindex::{KeyFilter, KeyIndex};
 use crate::{DataProblem, Error, Result};
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
@@ -79,24 +79,13 @@ impl Engine {
             table: table.name.clone(),
             problem,
         };
-        let identity: Vec<(ObjectPath, u64, i64)> = files
-            .iter()
-            .map(|m| {
-                let t = m.last_modified.timestamp_nanos_opt().unwrap_or_default();
-                (m.location.clone(), m.size, t)
-            })
-            .collect();
-        let columns: Vec<(String, citybrain_types::DataType)> = table
-            .columns
-            .iter()
-            .map(|c| (c.name.clone(), c.data_type))
-            .collect();
         let cache_key = format!("{dataset}\u{0}{key_col}");
         // Same files, same catalog columns: footers were read and checked when this was built.
+        // Compared in place: this runs on every lookup.
         let cached = || {
             lock(&self.indexes)
                 .get(&cache_key)
-                .filter(|hit| hit.files == identity && hit.columns == columns)
+                .filter(|hit| hit.built_from(files, table))
                 .map(|hit| (hit.index.clone(), hit.footers.clone()))
         };
         if let Some(hit) = cached() {
@@ -154,8 +143,12 @@ impl Engine {
         lock(&self.indexes).insert(
             cache_key,
             Arc::new(Indexed {
-                files: identity,
-                columns,
+                files: files.iter().map(file_identity).collect(),
+                columns: table
+                    .columns
+                    .iter()
+                    .map(|c| (c.name.clone(), c.data_type))
+                    .collect(),
                 footers: footers.clone(),
                 index: index.clone(),
             }),

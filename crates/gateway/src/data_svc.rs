@@ -72,21 +72,12 @@ impl DataApi {
         validate_table_name(table).map_err(|e| Error::invalid("table", e.to_string()))?;
         ctx.tables([table.to_owned()]);
         ctx.purpose(purpose);
-        // The table and the grant from memory while the database is unchanged, else one trip
-        // to it; the key is judged before the grant, so a malformed key is INVALID_ARGUMENT
-        // whatever the caller holds.
-        let gov = self.hub.governance.clone();
-        let (manifest, grant) = match gov.remembered_table_and_grant(&p.department, table, purpose)
-        {
-            Some((manifest, grant)) => (manifest, Ok(grant)),
-            None => {
-                let (dept, name, purpose) =
-                    (p.department.clone(), table.to_owned(), purpose.to_owned());
-                self.hub
-                    .blocking(move || gov.table_and_grant(&dept, &name, &purpose))
-                    .await?
-            }
-        };
+        // The key is judged before the grant, so a malformed key is INVALID_ARGUMENT whatever
+        // the caller holds.
+        let (manifest, grant) = self
+            .hub
+            .table_and_grant(&p.department, table, purpose)
+            .await?;
         let key = check_key(&manifest, key)?;
         ctx.key_hashes(vec![self.hub.audit.hash_key(&key)]);
         let grant = grant?;

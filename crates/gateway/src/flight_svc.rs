@@ -178,16 +178,17 @@ impl FlightApi {
         let gov = self.hub.governance.clone();
         let dept = p.department.clone();
         let purpose_owned = purpose.to_owned();
-        let grants = self
+        // One trip for the grants and their tables. A table deprecated or removed since its
+        // grant is left out, so it cannot take the caller's other tables down with it.
+        let granted = self
             .hub
             .blocking(move || {
-                if browsing && purpose_owned.is_empty() {
+                let grants = if browsing && purpose_owned.is_empty() {
                     let now = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_secs());
                     let mut seen = std::collections::HashSet::new();
-                    Ok(gov
-                        .grants_of(&dept)?
+                    gov.grants_of(&dept)?
                         .into_iter()
                         .filter(|g| {
                             g.revoked_at.is_none()
@@ -195,17 +196,26 @@ impl FlightApi {
                                 && g.terms.mode != Mode::Verify
                                 && seen.insert(g.table.clone())
                         })
-                        .collect())
+                        .collect()
                 } else {
-                    gov.sql_grants(&dept, &purpose_owned)
+                    gov.sql_grants(&dept, &purpose_owned)?
+                };
+                let mut granted = Vec::with_capacity(grants.len());
+                for g in grants {
+                    match gov.table(&g.table) {
+                        Ok(m) => granted.push((g, m)),
+                        Err(citybrain_governance::Error::Conflict(_))
+                        | Err(citybrain_governance::Error::Catalog(
+                            citybrain_catalog::Error::TableNotFound { .. },
+                        )) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
+                Ok::<_, citybrain_governance::Error>(granted)
             })
             .await?;
         let mut sources = Vec::new();
-        for g in grants {
-            let gov = self.hub.governance.clone();
-            let name = g.table.clone();
-            let manifest = self.hub.blocking(move || gov.table(&name)).await?;
+        for (g, manifest) in granted {
             if manifest.dataset.is_none() {
                 continue;
             }
@@ -414,9 +424,10 @@ impl FlightApi {
                 .map_err(|_| Error::invalid("batches", "column 'key' must be text"))?;
             raw_keys.push(text);
         }
-        let gov = self.hub.governance.clone();
-        let name = spec.table.clone();
-        let manifest = self.hub.blocking(move || gov.table(&name)).await?;
+        let (manifest, grant) = self
+            .hub
+            .table_and_grant(&p.department, &spec.table, &purpose)
+            .await?;
         let mut keys = Vec::with_capacity(count);
         let mut position = 0usize;
         for a in &raw_keys {
@@ -438,13 +449,7 @@ impl FlightApi {
         keys.sort_unstable();
         keys.dedup();
         ctx.key_hashes(keys.iter().map(|k| self.hub.audit.hash_key(k)).collect());
-        let gov = self.hub.governance.clone();
-        let (dept, name, purpose_owned) =
-            (p.department.clone(), spec.table.clone(), purpose.clone());
-        let grant = self
-            .hub
-            .blocking(move || gov.usable_grant(&dept, &name, &purpose_owned))
-            .await?;
+        let grant = grant?;
         ctx.grant(&grant.id, &purpose);
         if grant.terms.mode != Mode::Read {
             return Err(Error::Denied(format!(

@@ -15,6 +15,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tonic::Request;
 
+/// Most compiled policies kept.
+const POLICIES: usize = 10_000;
+
 /// The hub's state shared by every service.
 pub struct Hub {
     pub(crate) catalog: Arc<Catalog>,
@@ -89,10 +92,32 @@ impl Hub {
         {
             return Ok(p.clone());
         }
+        if cache.len() >= POLICIES {
+            // Grants of the past (revoked, expired, superseded) are not kept forever.
+            cache.clear();
+        }
         let id = grant.id.clone();
         let p = Arc::new(Policy::compile(grant, manifest, &self.mask_secret)?);
         cache.insert(id, (manifest.clone(), p.clone()));
         Ok(p)
+    }
+
+    /// An active table's manifest and the caller's usable grant of it for `purpose` (the grant
+    /// problem, if any, is left to the caller to raise after judging the keys): from memory
+    /// while the database is unchanged, else one trip to it.
+    pub(crate) async fn table_and_grant(
+        &self,
+        dept: &str,
+        table: &str,
+        purpose: &str,
+    ) -> Result<(TableManifest, citybrain_governance::Result<Grant>)> {
+        let gov = self.governance.clone();
+        if let Some((manifest, grant)) = gov.remembered_table_and_grant(dept, table, purpose) {
+            return Ok((manifest, Ok(grant)));
+        }
+        let (dept, table, purpose) = (dept.to_owned(), table.to_owned(), purpose.to_owned());
+        self.blocking(move || gov.table_and_grant(&dept, &table, &purpose))
+            .await
     }
 
     /// The verified caller of a request, also noted for the call's audit record.

@@ -319,12 +319,22 @@ impl Analytics {
         self.prepare(sources, sql).await?.run().await
     }
 
-    /// A DataFusion error as the caller may be told it: first line only.
+    /// A DataFusion error as the caller may be told it: first line only. Failures of the hub's
+    /// own storage (object store, Parquet, I/O, internal) are not the query's fault and their
+    /// text names files: they stay internal.
     fn error(&self, e: DataFusionError) -> Error {
-        if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
-            return Error::Memory {
-                limit_bytes: self.limits.query_memory_bytes,
-            };
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(_) => {
+                return Error::Memory {
+                    limit_bytes: self.limits.query_memory_bytes,
+                };
+            }
+            DataFusionError::ObjectStore(_)
+            | DataFusionError::ParquetError(_)
+            | DataFusionError::IoError(_)
+            | DataFusionError::External(_)
+            | DataFusionError::Internal(_) => return Error::Internal(e.to_string()),
+            _ => {}
         }
         let text = e.to_string();
         let line = text.lines().next().unwrap_or_default();
