@@ -132,23 +132,7 @@ pub fn authed<T>(token: &str, msg: T) -> Request<T> {
 /// Every row of a dataset directory, read straight from its Parquet files in name order: the
 /// reference the tests compare the hub's answers with.
 pub fn read_all(dir: &Path) -> Vec<arrow::array::RecordBatch> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("dataset directory")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                std::fs::File::open(f).expect("data file"),
-            )
-            .expect("parquet")
-            .build()
-            .expect("reader")
-            .map(|b| b.expect("batch"))
-        })
-        .collect()
+    citybrain_datagen::read_dataset(dir).expect("dataset files")
 }
 
 /// One resident as the generated files hold it.

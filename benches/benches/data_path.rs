@@ -89,18 +89,7 @@ fn data_path(c: &mut Criterion) {
     let engine = Engine::new(DataRoot::local(tmp.path()).unwrap());
     let table = residents();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut all = Vec::new();
-    for f in files(&dir) {
-        for b in ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
-            .unwrap()
-            .build()
-            .unwrap()
-        {
-            let b = b.unwrap();
-            let ids = b.column_by_name("id_number").unwrap().as_string::<i32>();
-            all.extend((0..ids.len()).map(|i| ids.value(i).to_owned()));
-        }
-    }
+    let all = citybrain_datagen::read_strings(&dir, "id_number").unwrap();
     let key = all[all.len() / 3].clone();
     let absent = format!("{}0", all[all.len() / 2]);
     // Warm the footer cache and the key index.

@@ -12,7 +12,6 @@
 //! default 3; CITYBRAIN_BENCH_CLIENTS, default 32; CITYBRAIN_BENCH_RATE of the open loop,
 //! default 1000 lookups/s).
 
-use arrow::array::{Array, AsArray};
 use citybrain::hub::{self, HubOptions};
 use citybrain_audit::Entry;
 use citybrain_gateway::AuditSink;
@@ -64,36 +63,12 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// About `n` keys spread evenly over the dataset, so over every row group.
 fn keys(tables: &Path, n: usize) -> Vec<String> {
-    let dir = tables.join("population/residents");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            std::fs::File::open(f).unwrap(),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
-        for b in reader {
-            let b = b.unwrap();
-            let ids = b.column(0).as_string::<i32>();
-            let step = (ids.len() / 64).max(1);
-            out.extend(
-                (0..ids.len())
-                    .step_by(step)
-                    .map(|i| ids.value(i).to_owned()),
-            );
-            if out.len() >= n {
-                return out;
-            }
-        }
-    }
-    out
+    let ids =
+        citybrain_datagen::read_strings(&tables.join("population/residents"), "id_number").unwrap();
+    let step = (ids.len() / n.max(1)).max(1);
+    ids.into_iter().step_by(step).take(n).collect()
 }
 
 struct Round {

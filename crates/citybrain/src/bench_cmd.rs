@@ -273,11 +273,11 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
         .dataset
         .clone()
         .ok_or_else(|| Error::Usage(format!("{} holds no data", a.table)))?;
-    let tables = a
+    let tables_root = a
         .tables_dir
         .clone()
         .unwrap_or_else(|| a.data.data_dir.join(TABLES_DIR));
-    let dir = dataset.split('/').fold(tables, |p, s| p.join(s));
+    let dir = dataset_dir(&tables_root, &dataset);
 
     // Tokens and a read grant for the benchmark purpose.
     let issuer = local_issuer(&a.data.data_dir)?;
@@ -295,10 +295,6 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
         for t in &a.grant_tables {
             grant(&chans[0], &catalog, &issuer, &consumer, t).await?;
         }
-        let tables_root = a
-            .tables_dir
-            .clone()
-            .unwrap_or_else(|| a.data.data_dir.join(TABLES_DIR));
         return crate::bench_sql::sql_bench(&a, &chans[0], &consumer, &catalog, &tables_root).await;
     }
 
@@ -374,20 +370,7 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
             ("DataFusion SQL (default)", false),
             ("DataFusion SQL (tuned)", true),
         ] {
-            let mut config = SessionConfig::new();
-            if tuned {
-                config.options_mut().execution.parquet.bloom_filter_on_read = false;
-            }
-            let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
-            let runtime = if tuned {
-                runtime.with_metadata_cache_limit(1 << 30)
-            } else {
-                runtime
-            };
-            let runtime = runtime
-                .build_arc()
-                .map_err(|e| Error::Usage(format!("datafusion: {e}")))?;
-            let ctx = SessionContext::new_with_config_rt(config, runtime);
+            let ctx = datafusion_ctx(tuned)?;
             let path = format!("{}/", dir.display());
             ctx.register_parquet("t", &path, ParquetReadOptions::default())
                 .await
@@ -422,12 +405,7 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
             "absent_percent": a.absent_percent,
             "runs": runs,
         });
-        std::fs::write(path, serde_json::to_vec_pretty(&doc).unwrap_or_default()).map_err(|e| {
-            Error::Io {
-                what: format!("write {}", path.display()),
-                source: e,
-            }
-        })?;
+        write_json(path, &doc)?;
     }
     if runs[0].ok == 0 {
         return Err(Error::Usage(format!(
@@ -458,6 +436,38 @@ fn print_table(runs: &[Run]) {
             r.per_second / base
         );
     }
+}
+
+/// Where a dataset (`population/residents`) lives under the tables root.
+pub(crate) fn dataset_dir(tables_root: &Path, dataset: &str) -> PathBuf {
+    dataset
+        .split('/')
+        .fold(tables_root.to_path_buf(), |p, s| p.join(s))
+}
+
+/// A plain DataFusion session: default settings, or tuned as the hub tunes its own (bloom
+/// filters not read, 1 GiB Parquet metadata cache).
+pub(crate) fn datafusion_ctx(tuned: bool) -> Result<SessionContext> {
+    let mut config = SessionConfig::new();
+    let mut runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new();
+    if tuned {
+        config.options_mut().execution.parquet.bloom_filter_on_read = false;
+        runtime = runtime.with_metadata_cache_limit(1 << 30);
+    }
+    let runtime = runtime
+        .build_arc()
+        .map_err(|e| Error::Usage(format!("datafusion: {e}")))?;
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+/// Writes a JSON report.
+pub(crate) fn write_json(path: &Path, doc: &serde_json::Value) -> Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(doc).unwrap_or_default()).map_err(|e| {
+        Error::Io {
+            what: format!("write {}", path.display()),
+            source: e,
+        }
+    })
 }
 
 /// Runs a DuckDB script with `$CITYBRAIN_PYTHON` (default `python3`) and returns its standard

@@ -2,10 +2,10 @@
 //! (configured as the hub configures its own) and DuckDB (Python) on the same files, one query at
 //! a time, reporting medians.
 
-use crate::bench_cmd::{PURPOSE, run_duckdb};
+use crate::bench_cmd::{PURPOSE, datafusion_ctx, dataset_dir, run_duckdb, write_json};
 use crate::cli::BenchArgs;
 use crate::{Error, Result};
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::ParquetReadOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,20 +35,12 @@ pub(crate) async fn sql_bench(
     );
 
     // Ungoverned DataFusion over the same files, configured as the hub configures its own.
-    let mut config = SessionConfig::new();
-    config.options_mut().execution.parquet.bloom_filter_on_read = false;
-    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-        .with_metadata_cache_limit(1 << 30)
-        .build_arc()
-        .map_err(df_err)?;
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let ctx = datafusion_ctx(true)?;
     let mut views = Vec::new();
     for t in &a.grant_tables {
         let m = catalog.get(t)?.manifest;
         let Some(dataset) = m.dataset else { continue };
-        let path = dataset
-            .split('/')
-            .fold(tables_root.to_path_buf(), |p, s| p.join(s));
+        let path = dataset_dir(tables_root, &dataset);
         if let Some((schema, _)) = t.split_once('.')
             && let Some(cat) = ctx.catalog("datafusion")
             && cat.schema(schema).is_none()
@@ -123,13 +115,10 @@ pub(crate) async fn sql_bench(
         }));
     }
     if let Some(path) = &a.json {
-        let doc = serde_json::json!({ "repeat": a.repeat, "queries": results });
-        std::fs::write(path, serde_json::to_vec_pretty(&doc).unwrap_or_default()).map_err(|e| {
-            Error::Io {
-                what: format!("write {}", path.display()),
-                source: e,
-            }
-        })?;
+        write_json(
+            path,
+            &serde_json::json!({ "repeat": a.repeat, "queries": results }),
+        )?;
     }
     Ok(())
 }

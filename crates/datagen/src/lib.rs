@@ -210,3 +210,43 @@ fn write_addresses(
     }
     w.finish()
 }
+
+/// Every row of a generated dataset directory, read straight from its Parquet files in name
+/// order: the reference that tests and benchmarks compare the hub's answers with.
+pub fn read_dataset(dir: &Path) -> Result<Vec<arrow::array::RecordBatch>> {
+    let io = |e| Error::Io {
+        path: dir.display().to_string(),
+        source: e,
+    };
+    let mut files = std::fs::read_dir(dir)
+        .map_err(io)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(io)?;
+    files.retain(|f| f.extension().is_some_and(|x| x == "parquet"));
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let file = std::fs::File::open(&f).map_err(io)?;
+        for b in
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?
+        {
+            out.push(b?);
+        }
+    }
+    Ok(out)
+}
+
+/// Every value of a text column of a generated dataset, in file order.
+pub fn read_strings(dir: &Path, column: &str) -> Result<Vec<String>> {
+    use arrow::array::{Array, AsArray};
+    let mut out = Vec::new();
+    for b in read_dataset(dir)? {
+        let c = b
+            .column_by_name(column)
+            .ok_or_else(|| Error::Parameter(format!("no column '{column}' in {}", dir.display())))?
+            .as_string::<i32>();
+        out.extend((0..c.len()).map(|i| c.value(i).to_owned()));
+    }
+    Ok(out)
+}

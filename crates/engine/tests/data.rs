@@ -204,27 +204,7 @@ async fn lookup_finds_exactly_the_keyed_rows() {
 
 /// Reads every value of a string column of a dataset, straight from the files.
 fn column_values(dir: &std::path::Path, dataset: &str, column: &str) -> Vec<String> {
-    use arrow::array::{Array, AsArray};
-    let mut files: Vec<_> = std::fs::read_dir(dir.join(dataset))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            std::fs::File::open(f).unwrap(),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
-        for b in reader {
-            let b = b.unwrap();
-            let c = b.column_by_name(column).unwrap().as_string::<i32>();
-            out.extend((0..c.len()).map(|i| c.value(i).to_owned()));
-        }
-    }
-    out
+    citybrain_datagen::read_strings(&dir.join(dataset), column).unwrap()
 }
 
 #[tokio::test]
