@@ -52,6 +52,14 @@ pub fn read_segment(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// A segment's whole lines: [`read_segment`] without a line still being written, for readers
+/// of a live log.
+pub fn read_whole_lines(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = read_segment(path)?;
+    bytes.truncate(bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1));
+    Ok(bytes)
+}
+
 /// Length of `bytes` without trailing zero bytes.
 pub fn data_len(bytes: &[u8]) -> usize {
     bytes.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1)

@@ -19,7 +19,9 @@ mod search;
 mod verify;
 mod writer;
 
-pub use chain::{Fault, Head, Problem, Segment, list_segments, read_segment, segment_name};
+pub use chain::{
+    Fault, Head, Problem, Segment, list_segments, read_segment, read_whole_lines, segment_name,
+};
 pub use meter::{MeterKey, Usage, day_of};
 pub use record::{Body, Checkpoint, Entry, Outcome, Payload, Stored, decode, encode};
 pub use search::Filter;

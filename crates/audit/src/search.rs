@@ -1,6 +1,6 @@
 //! Searching the log, newest first.
 
-use crate::chain::{list_segments, read_segment};
+use crate::chain::{list_segments, read_whole_lines};
 use crate::record::{Body, Outcome, Stored, decode};
 use crate::{Error, Result};
 use std::path::Path;
@@ -60,9 +60,8 @@ pub(crate) fn search(
         .iter()
         .rev()
     {
-        let bytes = read_segment(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
-        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-        for line in bytes[..whole].split(|b| *b == b'\n').rev() {
+        let bytes = read_whole_lines(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
+        for line in bytes.split(|b| *b == b'\n').rev() {
             let Ok(s) = decode(line) else { continue };
             if before.is_some_and(|b| s.payload.seq >= b) || !filter.matches(&s) {
                 continue;

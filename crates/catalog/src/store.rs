@@ -159,7 +159,9 @@ impl Catalog {
     /// connection is busy (the caller then reads the database instead of trusting memory).
     pub fn data_version(&self) -> Option<i64> {
         let conn = self.conn.try_lock().ok()?;
-        conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok()
+        conn.prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .ok()
     }
 
     /// Applies validated manifests idempotently, in one transaction: new tables are created,

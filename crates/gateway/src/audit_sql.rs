@@ -32,9 +32,8 @@ struct SegmentLines {
 impl SegmentLines {
     /// Whole lines of the segment decoded against the line schema.
     fn decode(path: &Path, schema: SchemaRef) -> Result<Vec<RecordBatch>, DataFusionError> {
-        let mut bytes = citybrain_audit::read_segment(path)
+        let bytes = citybrain_audit::read_whole_lines(path)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        bytes.truncate(bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1));
         arrow::json::ReaderBuilder::new(schema)
             .with_batch_size(BATCH_ROWS)
             .build(std::io::Cursor::new(bytes))?

@@ -116,7 +116,8 @@ impl Governance {
     fn version(&self) -> Option<(i64, i64)> {
         let own = {
             let conn = self.conn.try_lock().ok()?;
-            conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+            conn.prepare_cached("PRAGMA data_version")
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
                 .ok()?
         };
         Some((own, self.catalog.data_version()?))
