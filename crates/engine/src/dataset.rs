@@ -14,7 +14,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::MetadataFetch;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,9 @@ pub struct DataInfo {
     pub bytes: u64,
     /// Row groups over all files.
     pub row_groups: u64,
+    /// Per text column, the average bytes of its values, where every file records them
+    /// (Parquet size statistics). Lets SQL choose how to hold the column.
+    pub text_bytes_per_value: BTreeMap<String, u64>,
 }
 
 /// A footer read from storage, valid while the file keeps its size and modification time.
@@ -53,6 +56,27 @@ pub(crate) struct Indexed {
 /// content for the caches.
 pub(crate) fn modified_ns(m: &ObjectMeta) -> i64 {
     m.last_modified.timestamp_nanos_opt().unwrap_or_default()
+}
+
+/// Average unencoded bytes of a column's non-null values over all files, if every row group
+/// records them.
+fn text_bytes_per_value(footers: &[Arc<Footer>], column: &str) -> Option<u64> {
+    let (mut bytes, mut values) = (0i64, 0i64);
+    for footer in footers {
+        let schema = footer.metadata.file_metadata().schema_descr();
+        let i = (0..schema.num_columns()).find(|&i| schema.column(i).name() == column)?;
+        for rg in footer.metadata.row_groups() {
+            let c = rg.column(i);
+            bytes += c.unencoded_byte_array_data_bytes()?;
+            let nulls = c.statistics().and_then(|s| s.null_count_opt()).unwrap_or(0) as i64;
+            values += c.num_values() - nulls;
+        }
+    }
+    Some(if values > 0 {
+        (bytes / values) as u64
+    } else {
+        0
+    })
 }
 
 /// Path, size and modification time of a file.
@@ -141,11 +165,20 @@ impl Engine {
             files: files.len() as u64,
             bytes: 0,
             row_groups: 0,
+            text_bytes_per_value: BTreeMap::new(),
         };
-        for (meta, footer) in files.iter().zip(self.checked_footers(table, &files).await?) {
+        let footers = self.checked_footers(table, &files).await?;
+        for (meta, footer) in files.iter().zip(&footers) {
             info.records += footer.metadata.file_metadata().num_rows().max(0) as u64;
             info.row_groups += footer.metadata.num_row_groups() as u64;
             info.bytes += meta.size;
+        }
+        for c in &table.columns {
+            if c.data_type == DataType::String
+                && let Some(average) = text_bytes_per_value(&footers, &c.name)
+            {
+                info.text_bytes_per_value.insert(c.name.clone(), average);
+            }
         }
         Ok(info)
     }

@@ -63,6 +63,12 @@ async fn counts_come_from_the_files() {
     assert_eq!(info.records, 2_000);
     assert_eq!(info.files, 3);
     assert!(info.bytes > 0);
+    // ID numbers are 18 characters; dates are not text.
+    assert_eq!(
+        info.text_bytes_per_value.into_iter().collect::<Vec<_>>(),
+        [("id_number".to_owned(), 18)]
+    );
+    let info = engine.table_data(&residents).await.unwrap();
     // Cached footers give the same answer.
     assert_eq!(engine.table_data(&residents).await.unwrap(), info);
 }

@@ -5,7 +5,7 @@
 use crate::mask::mask_array;
 use crate::model::{Grant, GrantTerms, Mode};
 use crate::{Error, Result};
-use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use citybrain_catalog::TableManifest;
@@ -128,12 +128,26 @@ impl Policy {
 
     /// Rows the consumer may know exist: the row filter on raw values. Hot path.
     pub fn filter(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        match self.selection(batch)? {
+            Some(keep) => Ok(filter_record_batch(batch, &keep)?),
+            None => Ok(batch.clone()),
+        }
+    }
+
+    /// Whether the grant has a row filter.
+    pub fn has_row_filter(&self) -> bool {
+        self.filter.is_some()
+    }
+
+    /// The rows of `batch` (in [`Policy::table_schema`]) the row filter keeps, or `None` when
+    /// the grant has no row filter. NULL counts as false: a row the filter cannot decide is
+    /// hidden.
+    pub fn selection(&self, batch: &RecordBatch) -> Result<Option<BooleanArray>> {
         let Some(f) = &self.filter else {
-            return Ok(batch.clone());
+            return Ok(None);
         };
-        let mask = f.evaluate(batch)?.into_array(batch.num_rows())?;
-        // NULL counts as false: a row the filter cannot decide is hidden.
-        Ok(filter_record_batch(batch, mask.as_boolean())?)
+        let keep = f.evaluate(batch)?.into_array(batch.num_rows())?;
+        Ok(Some(keep.as_boolean().clone()))
     }
 
     /// Granted columns, masked, of rows already filtered. Hot path.
@@ -148,14 +162,22 @@ impl Policy {
     pub fn project_columns(&self, batch: &RecordBatch, which: &[usize]) -> Result<Vec<ArrayRef>> {
         which
             .iter()
-            .map(|&o| -> Result<ArrayRef> {
-                let a = batch.column(self.indices[o]);
-                Ok(match &self.grant.terms.columns[o].mask {
-                    Some(m) => mask_array(m, a, &self.hash_key)?,
-                    None => a.clone(),
-                })
-            })
+            .map(|&o| self.mask_column(o, batch.column(self.indices[o])))
             .collect()
+    }
+
+    /// Whether granted column `o` (a position in [`Policy::output_schema`]) is masked.
+    pub fn is_masked(&self, o: usize) -> bool {
+        self.grant.terms.columns[o].mask.is_some()
+    }
+
+    /// Granted column `o`'s values (of visible rows, in the table's type), masked if its grant
+    /// masks it.
+    pub fn mask_column(&self, o: usize, values: &ArrayRef) -> Result<ArrayRef> {
+        Ok(match &self.grant.terms.columns[o].mask {
+            Some(m) => mask_array(m, values, &self.hash_key)?,
+            None => values.clone(),
+        })
     }
 
     /// Positions in [`Policy::table_schema`] of the granted columns, in output order.

@@ -13,8 +13,8 @@ mod shape;
 pub use scan::GROUP_KEY;
 pub use shape::UsedTable;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use citybrain_catalog::TableManifest;
 use citybrain_engine::Engine;
 use citybrain_governance::Policy;
@@ -29,6 +29,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use scan::GovernedTable;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// The catalog name governed tables are listed under.
@@ -159,11 +160,11 @@ impl Prepared<'_> {
             .execute_logical_plan(self.plan)
             .await
             .map_err(fail)?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let schema = plain_schema(df.schema().as_arrow());
         let mut stream = df.execute_stream().await.map_err(fail)?;
         let (mut batches, mut rows, mut bytes) = (Vec::new(), 0u64, 0usize);
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(fail)?;
+            let batch = plain_batch(&schema, batch.map_err(fail)?)?;
             bytes += batch.get_array_memory_size();
             if bytes > a.limits.max_answer_bytes {
                 return Err(Error::TooLarge {
@@ -180,6 +181,49 @@ impl Prepared<'_> {
             used: self.used,
         })
     }
+}
+
+/// `t` with string and binary views as plain strings and bytes, also inside lists and structs.
+fn plain_type(t: &DataType) -> DataType {
+    let field =
+        |f: &FieldRef| Arc::new(f.as_ref().clone().with_data_type(plain_type(f.data_type())));
+    match t {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        DataType::List(f) => DataType::List(field(f)),
+        DataType::LargeList(f) => DataType::LargeList(field(f)),
+        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(field(f), *n),
+        DataType::Struct(fs) => DataType::Struct(fs.iter().map(field).collect()),
+        other => other.clone(),
+    }
+}
+
+/// An answer's columns as clients receive them. Tables are read as string views inside the
+/// engine; answers carry plain strings, which every Arrow client reads.
+fn plain_schema(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_data_type(plain_type(f.data_type())))
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ))
+}
+
+/// One answer batch in [`plain_schema`]'s types.
+fn plain_batch(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| match c.data_type() == f.data_type() {
+            true => Ok(c.clone()),
+            false => arrow::compute::cast(c, f.data_type()).map_err(internal),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options).map_err(internal)
 }
 
 /// Governed SQL over the engine's data.
@@ -248,7 +292,16 @@ impl Analytics {
                     table: s.manifest.name.clone(),
                 }
             })?;
-            self.engine.table_data(&s.manifest).await?;
+            let data = self.engine.table_data(&s.manifest).await?;
+            // Text whose values fit in a string view's 16 bytes is read as views: no copy out
+            // of Parquet's pages. Longer text (ID numbers, addresses) as plain strings, which
+            // hold it in less memory for joins and sorts.
+            let short: BTreeSet<String> = data
+                .text_bytes_per_value
+                .into_iter()
+                .filter(|(_, bytes)| *bytes <= scan::INLINE_BYTES)
+                .map(|(column, _)| column)
+                .collect();
             let path = self.engine.root().dataset_path(dataset);
             let url = ListingTableUrl::parse(format!("{STORE_URL}/{path}/")).map_err(internal)?;
             let (schema_name, table_name) = match s.manifest.name.split_once('.') {
@@ -265,7 +318,7 @@ impl Analytics {
                     schema
                 }
             };
-            let table = GovernedTable::new(&s.manifest, s.policy.clone(), url);
+            let table = GovernedTable::new(&s.manifest, s.policy.clone(), url, &short);
             schema
                 .register_table(table_name.to_owned(), Arc::new(table))
                 .map_err(internal)?;
@@ -300,7 +353,7 @@ impl Analytics {
     /// The answer's columns, without running the query (Flight SQL asks for them first).
     pub async fn schema(&self, sources: &[Source], sql: &str) -> Result<SchemaRef> {
         let (_, plan, _) = self.plan(sources, sql).await?;
-        Ok(Arc::new(plan.schema().as_arrow().clone()))
+        Ok(plain_schema(plan.schema().as_arrow()))
     }
 
     /// Plans and checks one query: what it would read, before anything runs.

@@ -2,16 +2,34 @@
 //!
 //! The scan reads the raw columns it needs from the table's Parquet files, applies the grant's
 //! compiled policy (row filter on raw values first, then the granted columns, masked) and only
-//! then hands rows to the rest of the plan. It takes no filters, limits or statistics from the
-//! caller's query, has no children an optimizer could rewrite, and refuses every filter pushed
-//! at it, so nothing the caller writes can run underneath the policy.
+//! then hands rows to the rest of the plan. It takes no limits or statistics from the caller's
+//! query and has no children an optimizer could rewrite, so nothing the caller writes runs
+//! underneath the policy.
+//!
+//! One exception, which cannot change an answer: a condition of the query over unmasked granted
+//! columns only, of the kinds that cannot fail on a value (comparisons with values of the same
+//! type, IN, BETWEEN, LIKE, null tests, boolean logic), is lent to the file scan: the Parquet
+//! reader skips row groups and pages whose statistics show no row can match, and raw rows that
+//! fail it are dropped before the policy's work. An unmasked column's visible value is its raw
+//! value and the condition cannot fail, so this drops exactly the visible rows the query would
+//! drop; the condition is still applied again above the scan, to governed rows.
+//! What can leak is timing at row-group granularity: how long a query takes depends on the
+//! min/max statistics of row groups, including rows the row filter hides, as a full scan's time
+//! depends on their number.
+//!
+//! Short text columns are read as string views (no copy out of Parquet's pages); unmasked ones
+//! reach the query as views, and the row filter, masks and group keys see the table's own types.
 
-use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::array::{
+    ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, new_null_array,
+};
+use arrow::compute::{cast, filter_record_batch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use citybrain_catalog::TableManifest;
 use citybrain_governance::{Mode, Policy};
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -19,9 +37,13 @@ use datafusion::datasource::listing::{
 };
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::filter_pushdown::FilterPushdown;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterDescription, FilterPushdownPhase, FilterPushdownPropagation,
 };
@@ -49,33 +71,56 @@ pub struct GovernedTable {
     /// Position of the key column in the table schema, for aggregate grants.
     key_index: Option<usize>,
     schema: SchemaRef,
+    /// The table's schema as its files are read (text as views).
+    read_schema: SchemaRef,
 }
 
+/// Bytes a string view holds inside itself.
+pub(crate) const INLINE_BYTES: u64 = 12;
+
 impl GovernedTable {
-    pub(crate) fn new(manifest: &TableManifest, policy: Arc<Policy>, url: ListingTableUrl) -> Self {
+    /// `views`: text columns to read as string views.
+    pub(crate) fn new(
+        manifest: &TableManifest,
+        policy: Arc<Policy>,
+        url: ListingTableUrl,
+        views: &BTreeSet<String>,
+    ) -> Self {
+        let read_type = |f: &Field| match f.data_type() {
+            DataType::Utf8 if views.contains(f.name()) => DataType::Utf8View,
+            other => other.clone(),
+        };
+        // Unmasked columns are passed on as read; masked ones in the mask's type.
         let mut fields: Vec<Field> = policy
             .output_schema()
             .fields()
             .iter()
-            .map(|f| f.as_ref().clone())
+            .enumerate()
+            .map(|(o, f)| match policy.is_masked(o) {
+                true => f.as_ref().clone(),
+                false => f.as_ref().clone().with_data_type(read_type(f)),
+            })
             .collect();
         let key_index = match (policy.mode(), manifest.key_column.as_deref()) {
             (Mode::Aggregate, Some(k)) => policy.table_schema().index_of(k).ok(),
             _ => None,
         };
         if key_index.is_some() {
-            fields.push(Field::new(
-                GROUP_KEY,
-                arrow::datatypes::DataType::Utf8,
-                true,
-            ));
+            fields.push(Field::new(GROUP_KEY, DataType::Utf8, true));
         }
+        let read: Vec<Field> = policy
+            .table_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_data_type(read_type(f)))
+            .collect();
         Self {
             name: manifest.name.clone(),
             policy,
             url,
             key_index,
             schema: Arc::new(Schema::new(fields)),
+            read_schema: Arc::new(Schema::new(read)),
         }
     }
 
@@ -83,6 +128,69 @@ impl GovernedTable {
     pub fn mode(&self) -> Mode {
         self.policy.mode()
     }
+
+    /// Whether the file scan may use `filter` to skip row groups and pages: it reads only
+    /// unmasked granted columns and cannot fail on a value (see the module docs).
+    fn prunes(&self, filter: &Expr) -> bool {
+        let Ok(schema) = DFSchema::try_from(self.schema.as_ref().clone()) else {
+            return false;
+        };
+        let granted = self.policy.output_schema();
+        let plain = |name: &str| {
+            granted
+                .index_of(name)
+                .is_ok_and(|o| !self.policy.is_masked(o))
+        };
+        let unqualified = match unqualify(filter.clone()) {
+            Ok(f) => f,
+            Err(_) => return false,
+        };
+        let columns = unqualified.column_refs();
+        !columns.is_empty()
+            && columns.iter().all(|c| plain(&c.name))
+            && crate::shape::safe(&unqualified, &schema)
+    }
+}
+
+impl GovernedTable {
+    /// The file scan narrowed by the query's conditions that [`GovernedTable::prunes`] accepts:
+    /// the Parquet reader skips row groups and pages whose statistics rule them out, and rows
+    /// that fail them are dropped before the policy's work. They are applied again above the
+    /// scan. A condition that does not compile here is simply not lent.
+    fn narrowed(
+        &self,
+        state: &dyn Session,
+        inner: Arc<dyn ExecutionPlan>,
+        filters: &[Expr],
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = DFSchema::try_from(inner.schema().as_ref().clone())?;
+        let mut lent = Vec::new();
+        for f in filters.iter().filter(|f| self.prunes(f)) {
+            let f = unqualify(f.clone())?;
+            if f.column_refs().iter().all(|c| schema.has_column(c)) {
+                lent.push(f);
+            }
+        }
+        let Some(condition) = conjunction(lent) else {
+            return Ok(inner);
+        };
+        let Ok(predicate) = state.create_physical_expr(condition, &schema) else {
+            return Ok(inner);
+        };
+        let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, inner)?);
+        FilterPushdown::new().optimize(filtered, state.config_options())
+    }
+}
+
+/// `e` with its columns named without a table qualifier (the file scan knows only the table).
+fn unqualify(e: Expr) -> Result<Expr> {
+    e.transform(|e| match e {
+        Expr::Column(c) => Ok(Transformed::yes(Expr::Column(Column::new_unqualified(
+            c.name,
+        )))),
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
 }
 
 #[async_trait::async_trait]
@@ -99,17 +207,20 @@ impl TableProvider for GovernedTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![
-            TableProviderFilterPushDown::Unsupported;
-            filters.len()
-        ])
+        Ok(filters
+            .iter()
+            .map(|f| match self.prunes(f) {
+                true => TableProviderFilterPushDown::Inexact,
+                false => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
     }
 
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let wanted: Vec<usize> = match projection {
@@ -132,9 +243,10 @@ impl TableProvider for GovernedTable {
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new(self.url.clone())
             .with_listing_options(options)
-            .with_schema(self.policy.table_schema().clone());
+            .with_schema(self.read_schema.clone());
         let files = ListingTable::try_new(config)?;
         let inner = files.scan(state, Some(&raw), &[], None).await?;
+        let inner = self.narrowed(state, inner, filters)?;
         let schema = Arc::new(self.schema.project(&wanted)?);
         let partitions = inner.output_partitioning().partition_count();
         let properties = Arc::new(PlanProperties::new(
@@ -188,6 +300,29 @@ impl DisplayAs for GovernedExec {
     }
 }
 
+/// A view column that holds much more than its values (views into a whole page, or into the
+/// rows a filter dropped) as a copy of just its values. Joins and sorts keep batches, and each
+/// batch would otherwise hold, and be charged to the query's memory for, the whole shared
+/// buffer. A small excess (a short dictionary) is not worth the copy.
+fn compact(a: &ArrayRef) -> ArrayRef {
+    const SMALL_EXCESS: usize = 64 << 10;
+    let wasteful = |buffers: &[arrow::buffer::Buffer], used: usize| {
+        let held: usize = buffers.iter().map(|b| b.len()).sum();
+        held > 2 * used + SMALL_EXCESS
+    };
+    if let Some(v) = a.as_string_view_opt()
+        && wasteful(v.data_buffers(), v.total_buffer_bytes_used())
+    {
+        return Arc::new(v.gc());
+    }
+    if let Some(v) = a.as_binary_view_opt()
+        && wasteful(v.data_buffers(), v.total_buffer_bytes_used())
+    {
+        return Arc::new(v.gc());
+    }
+    a.clone()
+}
+
 /// A policy failure inside a scan, told without the values that caused it.
 fn policy_failed(table: &str, grant: &str) -> DataFusionError {
     tracing::warn!(table, grant, "the grant's policy failed while reading");
@@ -210,43 +345,65 @@ impl Governor {
             .clone()
     }
 
+    /// Table column `i` of a raw batch (as read) in the table's own type.
+    fn plain(&self, i: usize, raw: &RecordBatch) -> Result<ArrayRef> {
+        let fail = || policy_failed(&self.table, &self.policy.grant.id);
+        let j = self.raw.iter().position(|r| *r == i).ok_or_else(fail)?;
+        let values = raw.column(j);
+        let t = self.policy.table_schema().field(i).data_type();
+        match values.data_type() == t {
+            true => Ok(values.clone()),
+            false => cast(values, t).map_err(|_| fail()),
+        }
+    }
+
+    /// Rows of a raw batch the grant's row filter keeps (`None`: all of them). The filter sees
+    /// the table's types; columns it does not read are nulls.
+    fn selection(&self, raw: &RecordBatch) -> Result<Option<BooleanArray>> {
+        if !self.policy.has_row_filter() {
+            return Ok(None);
+        }
+        let fail = || policy_failed(&self.table, &self.policy.grant.id);
+        let table_schema = self.policy.table_schema();
+        let filtered = self.policy.filter_columns();
+        let columns = (0..table_schema.fields().len())
+            .map(|i| match filtered.binary_search(&i) {
+                Ok(_) => self.plain(i, raw),
+                Err(_) => Ok(self.nulls(i, raw.num_rows())),
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let full = RecordBatch::try_new(table_schema.clone(), columns).map_err(|_| fail())?;
+        self.policy.selection(&full).map_err(|_| fail())
+    }
+
     /// Raw batch from the inner scan → what the consumer may see of it.
     fn govern(&self, raw: &RecordBatch) -> Result<RecordBatch> {
-        let table_schema = self.policy.table_schema();
-        let rows = raw.num_rows();
         let fail = || policy_failed(&self.table, &self.policy.grant.id);
-        let columns: Vec<ArrayRef> = (0..table_schema.fields().len())
-            .map(|i| match self.raw.iter().position(|r| *r == i) {
-                Some(j) => raw.column(j).clone(),
-                None => self.nulls(i, rows),
-            })
-            .collect();
-        let full = RecordBatch::try_new(table_schema.clone(), columns).map_err(|_| fail())?;
-        let visible = self.policy.filter(&full).map_err(|_| fail())?;
-        let granted = self.policy.granted_indices().len();
-        let outputs: Vec<usize> = self
-            .wanted
-            .iter()
-            .copied()
-            .filter(|w| *w < granted)
-            .collect();
-        let mut masked = self
-            .policy
-            .project_columns(&visible, &outputs)
-            .map_err(|_| fail())?
-            .into_iter();
+        let visible = match self.selection(raw)? {
+            Some(keep) => filter_record_batch(raw, &keep).map_err(|_| fail())?,
+            None => raw.clone(),
+        };
+        let granted = self.policy.granted_indices();
         let mut columns = Vec::with_capacity(self.wanted.len());
         for &w in &self.wanted {
-            if w < granted {
-                columns.push(masked.next().ok_or_else(fail)?);
-            } else {
-                let key = self.key_index.ok_or_else(fail)?;
-                columns.push(
+            let column = match granted.get(w) {
+                // Unmasked: as read (text stays a view).
+                Some(&i) if !self.policy.is_masked(w) => {
+                    let j = self.raw.iter().position(|r| *r == i).ok_or_else(fail)?;
+                    compact(visible.column(j))
+                }
+                Some(&i) => self
+                    .policy
+                    .mask_column(w, &self.plain(i, &visible)?)
+                    .map_err(|_| fail())?,
+                None => {
+                    let key = self.key_index.ok_or_else(fail)?;
                     self.policy
-                        .hash_values(visible.column(key))
-                        .map_err(|_| fail())?,
-                );
-            }
+                        .hash_values(&self.plain(key, &visible)?)
+                        .map_err(|_| fail())?
+                }
+            };
+            columns.push(column);
         }
         let options = RecordBatchOptions::new().with_row_count(Some(visible.num_rows()));
         RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
@@ -317,5 +474,214 @@ impl ExecutionPlan for GovernedExec {
         let schema = g.schema.clone();
         let governed = stream.map(move |batch| g.govern(&batch?));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, governed)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::compute::cast as cast_array;
+    use citybrain_governance::{Grant, GrantColumn, GrantTerms, Mask};
+    use datafusion::prelude::{cast, col, lit};
+
+    fn manifest() -> TableManifest {
+        citybrain_catalog::parse_manifest(
+            "residents.toml",
+            include_str!("../../../catalog/population/residents.toml"),
+        )
+        .expect("manifest")
+    }
+
+    /// Residents under a read grant: id_number and town unmasked, name masked, gender not
+    /// granted; rows of one town only. Files under `url`.
+    fn residents_at(url: ListingTableUrl) -> GovernedTable {
+        let manifest = manifest();
+        let column = |name: &str, mask: Option<Mask>| GrantColumn {
+            name: name.into(),
+            mask,
+        };
+        let grant = Grant {
+            id: "g1".into(),
+            application_id: "a1".into(),
+            table: manifest.name.clone(),
+            consumer_dept: "civil-affairs".into(),
+            terms: GrantTerms {
+                columns: vec![
+                    column("id_number", None),
+                    column("name", Some(Mask::FirstChar)),
+                    column("town", None),
+                    column("birth_date", Some(Mask::Year)),
+                ],
+                row_filter: Some("town = '桂城街道'".into()),
+                purpose: "test".into(),
+                mode: Mode::Read,
+                max_calls_per_day: 0,
+                max_rows_per_day: 0,
+                min_group_size: 0,
+            },
+            created_at: 0,
+            expires_at: u64::MAX,
+            revoked_at: None,
+            revoke_reason: String::new(),
+        };
+        let policy = Policy::compile(grant, &manifest, b"secret").expect("policy");
+        let views = ["town".to_owned()].into();
+        GovernedTable::new(&manifest, Arc::new(policy), url, &views)
+    }
+
+    fn residents() -> GovernedTable {
+        residents_at(ListingTableUrl::parse("file:///nowhere/").expect("url"))
+    }
+
+    /// 400 residents sorted by ID number in four row groups of 100: the first two in 桂城街道,
+    /// the last two in 大沥镇; every other column null.
+    fn write_residents(dir: &std::path::Path) {
+        let schema = citybrain_governance::table_schema(&manifest());
+        let ids: Vec<String> = (0..400).map(|i| format!("440605{i:012}")).collect();
+        let towns: Vec<&str> = (0..400)
+            .map(|i| if i < 200 { "桂城街道" } else { "大沥镇" })
+            .collect();
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| -> ArrayRef {
+                match f.name().as_str() {
+                    "id_number" => Arc::new(arrow::array::StringArray::from(ids.clone())),
+                    "town" => Arc::new(arrow::array::StringArray::from(towns.clone())),
+                    _ => new_null_array(f.data_type(), 400),
+                }
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema.clone(), columns).expect("batch");
+        let props = datafusion::parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(100))
+            .build();
+        let file = std::fs::File::create(dir.join("part-00000.parquet")).expect("file");
+        let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
+            .expect("writer");
+        w.write(&batch).expect("write");
+        w.close().expect("close");
+    }
+
+    /// The scan's Parquet reader, below the governed scan (and any filter lent to it).
+    fn file_scan(plan: &Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+        let governed = plan
+            .downcast_ref::<GovernedExec>()
+            .expect("a governed scan");
+        let mut node = governed.inner.clone();
+        while let Some(child) = node.children().first().map(|c| (*c).clone()) {
+            node = child;
+        }
+        node
+    }
+
+    fn row_groups_pruned(plan: &Arc<dyn ExecutionPlan>) -> usize {
+        use datafusion::physical_plan::metrics::MetricValue;
+        file_scan(plan)
+            .metrics()
+            .expect("metrics")
+            .iter()
+            .filter_map(|m| match m.value() {
+                MetricValue::PruningMetrics {
+                    name,
+                    pruning_metrics,
+                } if name == "row_groups_pruned_statistics" => Some(pruning_metrics.pruned()),
+                _ => None,
+            })
+            .sum()
+    }
+
+    #[test]
+    fn a_view_column_keeps_only_its_own_values() {
+        let long: Vec<String> = (0..10_000).map(|i| format!("440605{i:012}")).collect();
+        let all: ArrayRef = Arc::new(arrow::array::StringViewArray::from_iter_values(&long));
+        let few = all.slice(10, 5);
+        let kept = compact(&few);
+        let bytes = |a: &ArrayRef| -> usize {
+            a.as_string_view()
+                .data_buffers()
+                .iter()
+                .map(|b| b.len())
+                .sum()
+        };
+        assert!(bytes(&few) >= 180_000);
+        assert!(bytes(&kept) < 1_000, "{}", bytes(&kept));
+        assert_eq!(kept.as_ref(), few.as_ref());
+        // Already compact: kept as it is.
+        assert!(Arc::ptr_eq(&compact(&all), &all));
+    }
+
+    #[tokio::test]
+    async fn a_lent_condition_skips_row_groups_and_the_policy_still_applies() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_residents(dir.path());
+        let url = ListingTableUrl::parse(format!("{}/", dir.path().display())).expect("url");
+        let t = residents_at(url);
+        let ctx = datafusion::prelude::SessionContext::new();
+        // Rows 150..250: row groups 1 and 2 may match, 0 and 3 cannot.
+        let id = |i: i32| lit(format!("440605{i:012}"));
+        let range = col("id_number")
+            .gt_eq(id(150))
+            .and(col("id_number").lt(id(250)));
+        let plan = t
+            .scan(&ctx.state(), None, &[range], None)
+            .await
+            .expect("scan");
+        let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx())
+            .await
+            .expect("run");
+        let ids: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                let c = cast_array(b.column(0), &DataType::Utf8).expect("text");
+                let c = c.as_string::<i32>();
+                c.iter()
+                    .map(|v| v.unwrap_or_default().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        // The condition narrowed the read; the row filter (桂城街道 only) still applied.
+        let expected: Vec<String> = (150..200).map(|i| format!("440605{i:012}")).collect();
+        assert_eq!(ids, expected);
+        assert_eq!(row_groups_pruned(&plan), 2);
+        // A condition on a masked column is not lent: nothing is skipped.
+        let masked = col("name").eq(lit("张**"));
+        let plan = t
+            .scan(&ctx.state(), None, &[masked], None)
+            .await
+            .expect("scan");
+        let rows: usize = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx())
+            .await
+            .expect("run")
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(rows, 200);
+        assert_eq!(row_groups_pruned(&plan), 0);
+    }
+
+    #[test]
+    fn only_unfailing_conditions_on_unmasked_columns_prune() {
+        let t = residents();
+        let text = |s: &str| cast(lit(s), DataType::Utf8View);
+        let town = || col("town");
+        // Unmasked columns, comparisons with values of the same type: lent to the file scan.
+        assert!(t.prunes(&town().eq(text("桂城街道"))));
+        assert!(
+            t.prunes(
+                &col("id_number")
+                    .gt_eq(text("4406"))
+                    .and(town().is_not_null())
+            )
+        );
+        assert!(t.prunes(&Expr::Column(Column::new(Some("r"), "town")).eq(text("x"))));
+        // A masked column's raw statistics are not what the caller sees.
+        assert!(!t.prunes(&col("name").eq(lit("张**"))));
+        assert!(!t.prunes(&col("birth_date").eq(lit("1990"))));
+        assert!(!t.prunes(&town().eq(text("x")).or(col("name").eq(lit("张**")))));
+        // Anything that could fail on a value, or reads no column, stays above the policy.
+        assert!(!t.prunes(&cast(town(), DataType::Int64).eq(lit(5i64))));
+        assert!(!t.prunes(&(col("id_number") / lit(0i64)).eq(lit(1i64))));
+        assert!(!t.prunes(&lit(true)));
     }
 }

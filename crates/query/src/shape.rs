@@ -15,6 +15,7 @@
 
 use crate::scan::{GROUP_KEY, GovernedTable};
 use crate::{Error, Result};
+use arrow::datatypes::DataType;
 use citybrain_governance::Mode;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, DFSchemaRef};
@@ -141,10 +142,10 @@ fn allowed_aggregate(e: &Expr) -> bool {
 /// comparisons of equal types, boolean logic, IN lists, BETWEEN, LIKE and null tests. None of
 /// them can fail on a value, so neither an answer nor an error can depend on one person's row.
 /// (A comparison of unequal types would make the planner cast the column, which can fail.)
-fn safe(e: &Expr, schema: &DFSchema) -> bool {
+pub(crate) fn safe(e: &Expr, schema: &DFSchema) -> bool {
     use datafusion::logical_expr::Operator as Op;
     let ty = |e: &Expr| e.get_type(schema).ok();
-    let same = |a: &Expr, b: &Expr| ty(a).is_some() && ty(a) == ty(b);
+    let same = |a: &Expr, b: &Expr| ty(a).is_some_and(|t| ty(b).is_some_and(|u| alike(&t, &u)));
     match e {
         Expr::Column(_) | Expr::Literal(..) => true,
         Expr::Alias(a) => safe(&a.expr, schema),
@@ -186,6 +187,14 @@ fn safe(e: &Expr, schema: &DFSchema) -> bool {
     }
 }
 
+/// Types that compare without a cast that could fail: equal ones, and text as strings or
+/// string views (tables are read as views, literals are strings).
+fn alike(a: &DataType, b: &DataType) -> bool {
+    let text =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8);
+    a == b || (text(a) && text(b))
+}
+
 /// Every expression of `node` is [`safe`] over its input.
 fn safe_node(node: &LogicalPlan, tables: &str) -> Result<()> {
     let inputs = node.inputs();
@@ -202,7 +211,8 @@ fn safe_node(node: &LogicalPlan, tables: &str) -> Result<()> {
             if !(safe(l, j.left.schema()) && safe(r, j.right.schema())) {
                 return Err(refuse(tables, "join on columns, not on computed values"));
             }
-            if l.get_type(j.left.schema()).ok() != r.get_type(j.right.schema()).ok() {
+            let (lt, rt) = (l.get_type(j.left.schema()), r.get_type(j.right.schema()));
+            if !matches!((lt, rt), (Ok(a), Ok(b)) if alike(&a, &b)) {
                 return Err(refuse(tables, "join on columns of the same type"));
             }
         }
