@@ -59,6 +59,48 @@ pub fn compile_filter(sql: &str, schema: &SchemaRef) -> Result<Arc<dyn PhysicalE
         .map_err(|e| bad(first_line(&e.to_string())))
 }
 
+/// See [`Policy::row_filter_cannot_fail`]. The compiled expression carries the casts type
+/// coercion added, so a column cast to another type (which can fail) is seen here.
+fn cannot_fail(e: &Arc<dyn PhysicalExpr>) -> bool {
+    use datafusion::logical_expr::Operator as Op;
+    use datafusion::physical_expr::expressions::{
+        BinaryExpr, CastExpr, Column, InListExpr, IsNotNullExpr, IsNullExpr, LikeExpr, Literal,
+        NotExpr, TryCastExpr,
+    };
+    let literal = |e: &Arc<dyn PhysicalExpr>| {
+        e.is::<Literal>()
+            || (e.is::<CastExpr>() || e.is::<TryCastExpr>())
+                && e.children().iter().all(|c| c.is::<Literal>())
+    };
+    if e.is::<Column>() || literal(e) {
+        return true;
+    }
+    if let Some(b) = e.downcast_ref::<BinaryExpr>() {
+        return matches!(
+            b.op(),
+            Op::And
+                | Op::Or
+                | Op::Eq
+                | Op::NotEq
+                | Op::Lt
+                | Op::LtEq
+                | Op::Gt
+                | Op::GtEq
+                | Op::IsDistinctFrom
+                | Op::IsNotDistinctFrom
+        ) && cannot_fail(b.left())
+            && cannot_fail(b.right());
+    }
+    if let Some(l) = e.downcast_ref::<LikeExpr>() {
+        return cannot_fail(l.expr()) && literal(l.pattern());
+    }
+    if e.is::<NotExpr>() || e.is::<IsNullExpr>() || e.is::<IsNotNullExpr>() || e.is::<InListExpr>()
+    {
+        return e.children().into_iter().all(cannot_fail);
+    }
+    false
+}
+
 fn first_line(s: &str) -> String {
     s.lines()
         .next()
@@ -137,6 +179,14 @@ impl Policy {
     /// Whether the grant has a row filter.
     pub fn has_row_filter(&self) -> bool {
         self.filter.is_some()
+    }
+
+    /// Whether the row filter (if any) cannot fail on a value: it only compares columns with
+    /// values of the same type (=, <>, <, >, IN, LIKE with a fixed pattern, null tests, AND,
+    /// OR, NOT). Only then may anything skip rows before it runs, since otherwise whether it
+    /// fails would depend on which rows it saw.
+    pub fn row_filter_cannot_fail(&self) -> bool {
+        self.filter.as_ref().is_none_or(cannot_fail)
     }
 
     /// The rows of `batch` (in [`Policy::table_schema`]) the row filter keeps, or `None` when

@@ -164,7 +164,7 @@ impl Prepared<'_> {
         let mut stream = df.execute_stream().await.map_err(fail)?;
         let (mut batches, mut rows, mut bytes) = (Vec::new(), 0u64, 0usize);
         while let Some(batch) = stream.next().await {
-            let batch = plain_batch(&schema, batch.map_err(fail)?)?;
+            let batch = plain_batch(batch.map_err(fail)?)?;
             bytes += batch.get_array_memory_size();
             if bytes > a.limits.max_answer_bytes {
                 return Err(Error::TooLarge {
@@ -211,8 +211,9 @@ fn plain_schema(schema: &Schema) -> SchemaRef {
     ))
 }
 
-/// One answer batch in [`plain_schema`]'s types.
-fn plain_batch(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
+/// One answer batch in [`plain_schema`]'s types (its own field names and nullability).
+fn plain_batch(batch: RecordBatch) -> Result<RecordBatch> {
+    let schema = plain_schema(batch.schema_ref());
     let columns = batch
         .columns()
         .iter()
@@ -223,7 +224,7 @@ fn plain_batch(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
         })
         .collect::<Result<Vec<_>>>()?;
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    RecordBatch::try_new_with_options(schema.clone(), columns, &options).map_err(internal)
+    RecordBatch::try_new_with_options(schema, columns, &options).map_err(internal)
 }
 
 /// Governed SQL over the engine's data.
@@ -295,11 +296,15 @@ impl Analytics {
             let data = self.engine.table_data(&s.manifest).await?;
             // Text whose values fit in a string view's 16 bytes is read as views: no copy out
             // of Parquet's pages. Longer text (ID numbers, addresses) as plain strings, which
-            // hold it in less memory for joins and sorts.
+            // hold it in less memory for joins and sorts. Only where the caller may see every
+            // row: a view keeps the page it was read from, other rows' values included, and the
+            // choice itself rests on all rows' lengths.
+            let every_row =
+                s.policy.mode() == citybrain_governance::Mode::Read && !s.policy.has_row_filter();
             let short: BTreeSet<String> = data
                 .text_bytes_per_value
                 .into_iter()
-                .filter(|(_, bytes)| *bytes <= scan::INLINE_BYTES)
+                .filter(|(_, bytes)| every_row && *bytes <= scan::INLINE_BYTES)
                 .map(|(column, _)| column)
                 .collect();
             let path = self.engine.root().dataset_path(dataset);

@@ -8,7 +8,8 @@
 //!
 //! One exception, which cannot change an answer: a condition of the query over unmasked granted
 //! columns only, of the kinds that cannot fail on a value (comparisons with values of the same
-//! type, IN, BETWEEN, LIKE, null tests, boolean logic), is lent to the file scan: the Parquet
+//! type, IN, BETWEEN, LIKE with a fixed pattern, null tests, boolean logic), under a grant whose
+//! row filter cannot fail on a value either, is lent to the file scan: the Parquet
 //! reader skips row groups and pages whose statistics show no row can match, and raw rows that
 //! fail it are dropped before the policy's work. An unmasked column's visible value is its raw
 //! value and the condition cannot fail, so this drops exactly the visible rows the query would
@@ -17,8 +18,10 @@
 //! min/max statistics of row groups, including rows the row filter hides, as a full scan's time
 //! depends on their number.
 //!
-//! Short text columns are read as string views (no copy out of Parquet's pages); unmasked ones
-//! reach the query as views, and the row filter, masks and group keys see the table's own types.
+//! Under a read grant without a row filter, short text columns are read as string views (no copy
+//! out of Parquet's pages); unmasked ones reach the query as views, and masks and group keys see
+//! the table's own types. A view keeps the page it was read from, so where any row is hidden
+//! text is read as plain strings, which a filter copies.
 
 use arrow::array::{
     ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, new_null_array,
@@ -145,8 +148,18 @@ impl GovernedTable {
             Ok(f) => f,
             Err(_) => return false,
         };
+        // A LIKE pattern taken from a column would build a matcher per raw row.
+        let column_pattern = unqualified
+            .exists(|e| {
+                Ok(matches!(e, Expr::Like(l)
+                    if !matches!(l.pattern.as_ref(), Expr::Literal(..) | Expr::Cast(_))))
+            })
+            .unwrap_or(true);
         let columns = unqualified.column_refs();
-        !columns.is_empty()
+        // Skipping rows before the row filter runs is harmless only if it cannot fail on one.
+        self.policy.row_filter_cannot_fail()
+            && !column_pattern
+            && !columns.is_empty()
             && columns.iter().all(|c| plain(&c.name))
             && crate::shape::safe(&unqualified, &schema)
     }
@@ -495,6 +508,10 @@ mod tests {
     /// Residents under a read grant: id_number and town unmasked, name masked, gender not
     /// granted; rows of one town only. Files under `url`.
     fn residents_at(url: ListingTableUrl) -> GovernedTable {
+        residents_filtered(url, "town = '桂城街道'")
+    }
+
+    fn residents_filtered(url: ListingTableUrl, row_filter: &str) -> GovernedTable {
         let manifest = manifest();
         let column = |name: &str, mask: Option<Mask>| GrantColumn {
             name: name.into(),
@@ -512,7 +529,7 @@ mod tests {
                     column("town", None),
                     column("birth_date", Some(Mask::Year)),
                 ],
-                row_filter: Some("town = '桂城街道'".into()),
+                row_filter: Some(row_filter.into()),
                 purpose: "test".into(),
                 mode: Mode::Read,
                 max_calls_per_day: 0,
@@ -683,5 +700,28 @@ mod tests {
         assert!(!t.prunes(&cast(town(), DataType::Int64).eq(lit(5i64))));
         assert!(!t.prunes(&(col("id_number") / lit(0i64)).eq(lit(1i64))));
         assert!(!t.prunes(&lit(true)));
+        // A LIKE pattern from a column would be built per raw row.
+        assert!(!t.prunes(&town().like(col("id_number"))));
+        assert!(t.prunes(&town().like(lit("桂%"))));
+        // Under a row filter that can fail on a value, nothing may skip rows before it runs:
+        // whether it fails would depend on the caller's condition.
+        let nowhere = || ListingTableUrl::parse("file:///nowhere/").expect("url");
+        for failing in [
+            "CAST(phone AS BIGINT) > 0",
+            "town = '桂城街道' AND 1 / CAST(length(name) - 2 AS INT) = 1",
+            "name LIKE town",
+        ] {
+            let t = residents_filtered(nowhere(), failing);
+            assert!(!t.policy.row_filter_cannot_fail(), "{failing}");
+            assert!(!t.prunes(&town().eq(text("桂城街道"))), "{failing}");
+        }
+        for unfailing in [
+            "town IN ('桂城街道', '大沥镇') AND phone IS NOT NULL",
+            "NOT (name LIKE '张%') OR birth_date >= DATE '1990-01-01'",
+        ] {
+            let t = residents_filtered(nowhere(), unfailing);
+            assert!(t.policy.row_filter_cannot_fail(), "{unfailing}");
+            assert!(t.prunes(&town().eq(text("桂城街道"))), "{unfailing}");
+        }
     }
 }
