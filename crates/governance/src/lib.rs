@@ -16,7 +16,7 @@ pub use mask::{Mask, mask_array, mask_text};
 pub use model::{
     AppStatus, Application, ApplyRequest, Decision, Grant, GrantColumn, GrantTerms, Mode,
 };
-pub use policy::{Policy, compile_filter, table_schema};
+pub use policy::{Policy, compares_without_failing, compile_filter, table_schema};
 pub use store::Governance;
 
 /// Why a governance request failed.

@@ -59,6 +59,22 @@ pub fn compile_filter(sql: &str, schema: &SchemaRef) -> Result<Arc<dyn PhysicalE
         .map_err(|e| bad(first_line(&e.to_string())))
 }
 
+/// Comparisons that cannot fail on values of the same type.
+pub fn compares_without_failing(op: &datafusion::logical_expr::Operator) -> bool {
+    use datafusion::logical_expr::Operator as Op;
+    matches!(
+        op,
+        Op::Eq
+            | Op::NotEq
+            | Op::Lt
+            | Op::LtEq
+            | Op::Gt
+            | Op::GtEq
+            | Op::IsDistinctFrom
+            | Op::IsNotDistinctFrom
+    )
+}
+
 /// See [`Policy::row_filter_cannot_fail`]. The compiled expression carries the casts type
 /// coercion added, so a column cast to another type (which can fail) is seen here.
 fn cannot_fail(e: &Arc<dyn PhysicalExpr>) -> bool {
@@ -76,19 +92,8 @@ fn cannot_fail(e: &Arc<dyn PhysicalExpr>) -> bool {
         return true;
     }
     if let Some(b) = e.downcast_ref::<BinaryExpr>() {
-        return matches!(
-            b.op(),
-            Op::And
-                | Op::Or
-                | Op::Eq
-                | Op::NotEq
-                | Op::Lt
-                | Op::LtEq
-                | Op::Gt
-                | Op::GtEq
-                | Op::IsDistinctFrom
-                | Op::IsNotDistinctFrom
-        ) && cannot_fail(b.left())
+        return (matches!(b.op(), Op::And | Op::Or) || compares_without_failing(b.op()))
+            && cannot_fail(b.left())
             && cannot_fail(b.right());
     }
     if let Some(l) = e.downcast_ref::<LikeExpr>() {

@@ -153,14 +153,7 @@ pub(crate) fn safe(e: &Expr, schema: &DFSchema) -> bool {
         Expr::TryCast(c) => matches!(c.expr.as_ref(), Expr::Literal(..)),
         Expr::BinaryExpr(b) => match b.op {
             Op::And | Op::Or => safe(&b.left, schema) && safe(&b.right, schema),
-            Op::Eq
-            | Op::NotEq
-            | Op::Lt
-            | Op::LtEq
-            | Op::Gt
-            | Op::GtEq
-            | Op::IsDistinctFrom
-            | Op::IsNotDistinctFrom => {
+            op if citybrain_governance::compares_without_failing(&op) => {
                 safe(&b.left, schema) && safe(&b.right, schema) && same(&b.left, &b.right)
             }
             _ => false,
