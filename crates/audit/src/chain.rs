@@ -195,6 +195,19 @@ pub fn scan(
     })
 }
 
+/// Whether `stored` is a checkpoint that seals its segment, validly signed by `key`.
+pub(crate) fn valid_seal(stored: &Stored, key: &VerifyingKey) -> bool {
+    let p = &stored.payload;
+    let Body::Checkpoint(c) = &p.body else {
+        return false;
+    };
+    c.seals
+        && decode_sig(&c.sig).is_some_and(|sig| {
+            key.verify(&checkpoint_message(p.seq, &p.prev, c), &sig)
+                .is_ok()
+        })
+}
+
 fn decode_sig(hex: &str) -> Option<Signature> {
     if hex.len() != 128 {
         return None;

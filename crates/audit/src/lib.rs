@@ -16,6 +16,7 @@ mod chain;
 mod meter;
 mod record;
 mod search;
+mod summary;
 mod verify;
 mod writer;
 
@@ -172,8 +173,10 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens the log: verifies every segment, cuts a torn tail (keeping the cut bytes beside the
-    /// segment), rebuilds the meters, and starts the writer thread.
+    /// Opens the log: verifies the live segment record by record and each sealed one by its
+    /// seal and its link to the one before (every record, the first time; see `summary`), cuts
+    /// a torn tail (keeping the cut bytes beside the segment), rebuilds the meters, and starts
+    /// the writer thread.
     pub fn open(cfg: AuditConfig) -> Result<Self> {
         std::fs::create_dir_all(&cfg.dir).map_err(|e| Error::io(&cfg.dir, e))?;
         let key = cfg.signing_key.verifying_key();
@@ -376,7 +379,9 @@ struct LastSegment {
 /// Where recovery left the log: the chain head, the last segment and what was found.
 type Recovered = (Head, Option<LastSegment>, Recovery);
 
-/// Verifies all segments; cuts a torn tail of the last one.
+/// Verifies the live segment and, for each sealed one, its seal and its link to the one
+/// before (every record when it has no summary yet; see `summary`); cuts a torn tail of the
+/// last one.
 fn recover(dir: &Path, key: &VerifyingKey, meter: &mut meter::Meter) -> Result<Recovered> {
     let segments = list_segments(dir).map_err(|e| Error::io(dir, e))?;
     let mut head = Head::default();
@@ -384,6 +389,17 @@ fn recover(dir: &Path, key: &VerifyingKey, meter: &mut meter::Meter) -> Result<R
     let mut last = None;
     for (i, seg) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
+        if !is_last && let Some(s) = summary::load(seg, &head, key) {
+            rec.records += s.records;
+            meter.merge(s.meter);
+            head = Head {
+                seq: s.last_seq,
+                hash: s.last_hash,
+                checkpoint_seq: s.checkpoint_seq,
+            };
+            continue;
+        }
+        let start = head.clone();
         let bytes = read_segment(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
         let damaged = |f: Fault| Error::Damaged {
             segment: seg.number,
@@ -391,10 +407,11 @@ fn recover(dir: &Path, key: &VerifyingKey, meter: &mut meter::Meter) -> Result<R
             seq: f.seq,
             problem: f.problem,
         };
+        let (mut share, mut records) = (meter::Meter::default(), 0);
         let mut count = |s: &Stored| {
             if let Body::Call(e) = &s.payload.body {
-                meter.add(e);
-                rec.records += 1;
+                share.add(e);
+                records += 1;
             }
         };
         let end = match chain::scan(&bytes, &mut head, key, &mut count) {
@@ -424,6 +441,24 @@ fn recover(dir: &Path, key: &VerifyingKey, meter: &mut meter::Meter) -> Result<R
         if is_last && end.sealed {
             // A crash between sealing and cutting the zeros away leaves them behind.
             cut_zeros(seg, end.good_len as u64)?;
+        }
+        rec.records += records;
+        let share = share.snapshot();
+        if is_last {
+            meter.merge(share);
+        } else {
+            let s = summary::Summary {
+                size: end.good_len as u64,
+                first_seq: start.seq + 1,
+                first_prev: start.hash,
+                last_seq: head.seq,
+                last_hash: head.hash.clone(),
+                checkpoint_seq: head.checkpoint_seq,
+                records,
+                meter: share,
+            };
+            summary::store(seg, &s);
+            meter.merge(s.meter);
         }
         last = Some(LastSegment {
             number: seg.number,

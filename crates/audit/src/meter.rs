@@ -2,10 +2,11 @@
 //! the log holds (rebuilt from the log at start, then updated as records become durable).
 
 use crate::record::Entry;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Usage counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// Calls.
     pub calls: u64,
@@ -21,10 +22,16 @@ impl Usage {
         self.rows += e.rows;
         self.bytes += e.bytes;
     }
+
+    fn absorb(&mut self, o: Usage) {
+        self.calls += o.calls;
+        self.rows += o.rows;
+        self.bytes += o.bytes;
+    }
 }
 
 /// One metering row: department, table (`""` for calls that touch none) and UTC day.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MeterKey {
     /// Department code.
     pub dept: String,
@@ -58,7 +65,39 @@ pub fn day_of(time_us: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// A meter written out (a sealed segment's share, kept in its summary).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Snapshot {
+    rows: Vec<(MeterKey, Usage)>,
+    grants: Vec<(String, String, Usage)>,
+    total: Usage,
+}
+
 impl Meter {
+    /// The counters as they stand.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            rows: self.rows.iter().map(|(k, u)| (k.clone(), *u)).collect(),
+            grants: self
+                .grants
+                .iter()
+                .map(|((g, d), u)| (g.clone(), d.clone(), *u))
+                .collect(),
+            total: self.total,
+        }
+    }
+
+    /// Adds counters kept elsewhere (another segment's share).
+    pub(crate) fn merge(&mut self, s: Snapshot) {
+        self.total.absorb(s.total);
+        for (k, u) in s.rows {
+            self.rows.entry(k).or_default().absorb(u);
+        }
+        for (g, d, u) in s.grants {
+            self.grants.entry((g, d)).or_default().absorb(u);
+        }
+    }
+
     /// Counts one call, once per table it touched.
     pub fn add(&mut self, e: &Entry) {
         self.total.add(e);

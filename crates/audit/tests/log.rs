@@ -417,3 +417,95 @@ proptest! {
         })?;
     }
 }
+
+/// What the meters and the record count say, for comparing two opens of the same log.
+fn meters(log: &AuditLog) -> (u64, citybrain_audit::Usage, String, citybrain_audit::Usage) {
+    let days = log.metering("", "", "", "");
+    let day = days[0].0.day.clone();
+    (
+        log.recovery().records,
+        log.totals(),
+        format!("{days:?}"),
+        log.grant_usage("g-1", &day),
+    )
+}
+
+fn summaries(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sum"))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn sealed_segments_are_read_from_their_summaries_while_they_still_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(config(dir.path())).unwrap();
+    for i in 0..200 {
+        log.append(entry(i, if i % 2 == 0 { "hrss" } else { "health" }))
+            .await
+            .unwrap();
+    }
+    log.close().await.unwrap();
+    drop(log);
+    let segments = list_segments(dir.path()).unwrap().len();
+    assert!(segments >= 4, "{segments} segments");
+    // The first open scans every record and summarizes each sealed segment but the last.
+    let log = AuditLog::open(config(dir.path())).unwrap();
+    let scanned = meters(&log);
+    assert_eq!(scanned.0, 200);
+    assert_eq!(scanned.1.calls, 200);
+    assert_eq!(summaries(dir.path()).len(), segments - 1);
+    log.close().await.unwrap();
+    drop(log);
+    // The next open reads them and counts the same.
+    let log = AuditLog::open(config(dir.path())).unwrap();
+    assert_eq!(meters(&log), scanned);
+    assert_eq!(summaries(dir.path()).len(), segments);
+    log.close().await.unwrap();
+    drop(log);
+
+    // A summary that cannot be read is rebuilt by scanning its segment.
+    let first = summaries(dir.path())[0].clone();
+    std::fs::write(&first, b"{not json").unwrap();
+    let log = AuditLog::open(config(dir.path())).unwrap();
+    assert_eq!(meters(&log), scanned);
+    let rebuilt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&first).unwrap()).unwrap();
+    assert_eq!(rebuilt["first_seq"], 1);
+    log.close().await.unwrap();
+    drop(log);
+
+    // Start-up reads a summarized segment's seal and links, not its records: a record edited in
+    // place is found by `audit verify`, not at start.
+    let seg = &list_segments(dir.path()).unwrap()[0];
+    let mut bytes = std::fs::read(&seg.path).unwrap();
+    bytes[40] ^= 1;
+    std::fs::write(&seg.path, bytes).unwrap();
+    let log = AuditLog::open(config(dir.path())).unwrap();
+    assert_eq!(meters(&log), scanned);
+    log.close().await.unwrap();
+    drop(log);
+    assert!(
+        matches!(verify(dir.path()), Err(VerifyFailure::Bad { segment, .. }) if segment == seg.number),
+        "audit verify names the edited segment"
+    );
+
+    // A summary that no longer matches its segment is not trusted: a sealed segment cut short
+    // loses its seal, and the log refuses to open.
+    let seg = &list_segments(dir.path()).unwrap()[1];
+    let bytes = std::fs::read(&seg.path).unwrap();
+    let body = &bytes[..bytes.len() - 1];
+    let cut = body.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+    std::fs::write(&seg.path, &bytes[..cut]).unwrap();
+    assert!(
+        matches!(
+            AuditLog::open(config(dir.path())),
+            Err(Error::Damaged { segment, .. }) if segment == seg.number
+        ),
+        "a cut sealed segment is found at start"
+    );
+}
