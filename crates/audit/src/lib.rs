@@ -181,7 +181,8 @@ impl AuditLog {
         std::fs::create_dir_all(&cfg.dir).map_err(|e| Error::io(&cfg.dir, e))?;
         let key = cfg.signing_key.verifying_key();
         let mut meter = meter::Meter::default();
-        let (head, last, recovery) = recover(&cfg.dir, &key, &mut meter)?;
+        let summaries = summary::SummaryKey::new(&cfg.signing_key);
+        let (head, last, recovery) = recover(&cfg.dir, &key, &summaries, &mut meter)?;
         let (segment, file, len) = match last {
             Some(last) if !last.sealed => {
                 let path = cfg.dir.join(segment_name(last.number));
@@ -382,14 +383,19 @@ type Recovered = (Head, Option<LastSegment>, Recovery);
 /// Verifies the live segment and, for each sealed one, its seal and its link to the one
 /// before (every record when it has no summary yet; see `summary`); cuts a torn tail of the
 /// last one.
-fn recover(dir: &Path, key: &VerifyingKey, meter: &mut meter::Meter) -> Result<Recovered> {
+fn recover(
+    dir: &Path,
+    key: &VerifyingKey,
+    summaries: &summary::SummaryKey,
+    meter: &mut meter::Meter,
+) -> Result<Recovered> {
     let segments = list_segments(dir).map_err(|e| Error::io(dir, e))?;
     let mut head = Head::default();
     let mut rec = Recovery::default();
     let mut last = None;
     for (i, seg) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
-        if !is_last && let Some(s) = summary::load(seg, &head, key) {
+        if !is_last && let Some(s) = summary::load(seg, &head, key, summaries) {
             rec.records += s.records;
             meter.merge(s.meter);
             head = Head {
@@ -457,7 +463,7 @@ fn recover(dir: &Path, key: &VerifyingKey, meter: &mut meter::Meter) -> Result<R
                 records,
                 meter: share,
             };
-            summary::store(seg, &s);
+            summary::store(seg, &s, summaries);
             meter.merge(s.meter);
         }
         last = Some(LastSegment {

@@ -1,5 +1,6 @@
 //! Metering: calls, rows and bytes per department, table and day, derived from the same records
-//! the log holds (rebuilt from the log at start, then updated as records become durable).
+//! the log holds (rebuilt at start from the live segment's records and each sealed segment's
+//! authenticated summary, then updated as records become durable).
 
 use crate::record::Entry;
 use serde::{Deserialize, Serialize};
@@ -76,13 +77,16 @@ pub(crate) struct Snapshot {
 impl Meter {
     /// The counters as they stand.
     pub(crate) fn snapshot(&self) -> Snapshot {
+        let mut grants: Vec<(String, String, Usage)> = self
+            .grants
+            .iter()
+            .map(|((g, d), u)| (g.clone(), d.clone(), *u))
+            .collect();
+        // In a stable order, so that a segment's summary is always written the same.
+        grants.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         Snapshot {
             rows: self.rows.iter().map(|(k, u)| (k.clone(), *u)).collect(),
-            grants: self
-                .grants
-                .iter()
-                .map(|((g, d), u)| (g.clone(), d.clone(), *u))
-                .collect(),
+            grants,
             total: self.total,
         }
     }

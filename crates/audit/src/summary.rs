@@ -1,16 +1,20 @@
 //! Summaries of sealed segments: what recovery learned by scanning one (where its chain starts
 //! and ends, its records, its share of the meters), kept beside it as `segment-N.sum` so that
-//! the next start need not parse it again. A sealed segment never changes, so a summary is
-//! trusted only while the segment keeps its size, continues the chain where the segment before
-//! it ended, and still ends in the signed checkpoint that sealed it; otherwise the segment is
-//! scanned again and its summary rewritten. Start-up therefore checks every seal and every link
-//! between segments but not every record of a sealed segment: `audit verify` does that.
+//! the next start need not parse it again. A summary carries an HMAC under a key derived from
+//! the audit signing key, so only the hub that can sign the log can write one it will accept
+//! (a forged count would otherwise move grant quotas). It is trusted only while the segment
+//! keeps its size, the summary continues the chain where the one before it ended, and the
+//! segment still ends in the signed checkpoint that sealed it; otherwise the segment is scanned
+//! again and its summary rewritten. Start-up therefore does not read a summarized segment's
+//! other records: a record edited in place there is found by `audit verify`, not at start.
 
 use crate::chain::{Head, Segment, valid_seal};
 use crate::meter::Snapshot;
 use crate::record::decode;
-use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
@@ -39,10 +43,45 @@ fn path(seg: &Segment) -> PathBuf {
     seg.path.with_extension("sum")
 }
 
+/// The key summaries are authenticated with, derived from the audit signing key.
+pub(crate) struct SummaryKey([u8; 32]);
+
+impl SummaryKey {
+    pub(crate) fn new(signing: &SigningKey) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"citybrain audit segment summary\n");
+        h.update(signing.to_bytes());
+        Self(h.finalize().into())
+    }
+
+    fn mac(&self, body: &[u8]) -> String {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        mac.update(body);
+        hex(&mac.finalize().into_bytes())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The segment's summary, if there is one and it still describes the segment that follows
 /// `head`.
-pub(crate) fn load(seg: &Segment, head: &Head, key: &VerifyingKey) -> Option<Summary> {
-    let s: Summary = serde_json::from_slice(&std::fs::read(path(seg)).ok()?).ok()?;
+pub(crate) fn load(
+    seg: &Segment,
+    head: &Head,
+    key: &VerifyingKey,
+    mac: &SummaryKey,
+) -> Option<Summary> {
+    // First line: the HMAC of the rest.
+    let file = std::fs::read(path(seg)).ok()?;
+    let nl = file.iter().position(|b| *b == b'\n')?;
+    let (tag, body) = (&file[..nl], &file[nl + 1..]);
+    if !subtle_eq(tag, mac.mac(body).as_bytes()) {
+        return None;
+    }
+    let s: Summary = serde_json::from_slice(body).ok()?;
     if s.first_seq != head.seq + 1 || s.first_prev != head.hash {
         return None;
     }
@@ -70,14 +109,20 @@ pub(crate) fn load(seg: &Segment, head: &Head, key: &VerifyingKey) -> Option<Sum
 
 /// Keeps a summary beside its segment. It is a cache: failing to write it costs the next start
 /// a scan, nothing else.
-pub(crate) fn store(seg: &Segment, summary: &Summary) {
+pub(crate) fn store(seg: &Segment, summary: &Summary, mac: &SummaryKey) {
     let target = path(seg);
     let temporary = target.with_extension("sum.tmp");
     let written = serde_json::to_vec(summary)
         .map_err(std::io::Error::other)
+        .map(|body| [mac.mac(&body).into_bytes(), b"\n".to_vec(), body].concat())
         .and_then(|bytes| std::fs::write(&temporary, bytes))
         .and_then(|()| std::fs::rename(&temporary, &target));
     if let Err(e) = written {
         tracing::warn!(segment = seg.number, error = %e, "could not keep a segment summary");
     }
+}
+
+/// Equality of two tags without an early exit.
+fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

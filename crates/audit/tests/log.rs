@@ -473,9 +473,22 @@ async fn sealed_segments_are_read_from_their_summaries_while_they_still_match() 
     std::fs::write(&first, b"{not json").unwrap();
     let log = AuditLog::open(config(dir.path())).unwrap();
     assert_eq!(meters(&log), scanned);
-    let rebuilt: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&first).unwrap()).unwrap();
-    assert_eq!(rebuilt["first_seq"], 1);
+    let rebuilt = std::fs::read_to_string(&first).unwrap();
+    let (tag, body) = rebuilt.split_once('\n').unwrap();
+    assert_eq!(tag.len(), 64, "an HMAC line first");
+    let parsed: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(parsed["first_seq"], 1);
+    log.close().await.unwrap();
+    drop(log);
+
+    // A summary whose counts were edited (which would move grant quotas) fails its HMAC and is
+    // rebuilt from the segment.
+    let forged = rebuilt.replacen("\"calls\":", "\"calls\":1000000", 1);
+    assert_ne!(forged, rebuilt);
+    std::fs::write(&first, &forged).unwrap();
+    let log = AuditLog::open(config(dir.path())).unwrap();
+    assert_eq!(meters(&log), scanned);
+    assert_eq!(std::fs::read_to_string(&first).unwrap(), rebuilt);
     log.close().await.unwrap();
     drop(log);
 
