@@ -252,8 +252,9 @@ impl TableProvider for GovernedTable {
             };
         }
         let raw: Vec<usize> = raw.into_iter().collect();
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        // The session's Parquet settings (bloom filters are not read: see the crate docs).
+        let format = ParquetFormat::default().with_options(state.default_table_options().parquet);
+        let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
         let config = ListingTableConfig::new(self.url.clone())
             .with_listing_options(options)
             .with_schema(self.read_schema.clone());
@@ -634,7 +635,9 @@ mod tests {
         write_residents(dir.path());
         let url = ListingTableUrl::parse(format!("{}/", dir.path().display())).expect("url");
         let t = residents_at(url);
-        let ctx = datafusion::prelude::SessionContext::new();
+        let mut config = datafusion::prelude::SessionConfig::new();
+        config.options_mut().execution.parquet.bloom_filter_on_read = false;
+        let ctx = datafusion::prelude::SessionContext::new_with_config(config);
         // Rows 150..250: row groups 1 and 2 may match, 0 and 3 cannot.
         let id = |i: i32| lit(format!("440605{i:012}"));
         let range = col("id_number")
@@ -661,6 +664,15 @@ mod tests {
         let expected: Vec<String> = (150..200).map(|i| format!("440605{i:012}")).collect();
         assert_eq!(ids, expected);
         assert_eq!(row_groups_pruned(&plan), 2);
+        // The file scan follows the session's Parquet settings: no bloom filter reads.
+        let files = file_scan(&plan);
+        let (_, parquet) = files
+            .downcast_ref::<datafusion::datasource::source::DataSourceExec>()
+            .and_then(|d| {
+                d.downcast_to_file_source::<datafusion::datasource::physical_plan::ParquetSource>()
+            })
+            .expect("a Parquet scan");
+        assert!(!parquet.table_parquet_options().global.bloom_filter_on_read);
         // A condition on a masked column is not lent: nothing is skipped.
         let masked = col("name").eq(lit("张**"));
         let plan = t
