@@ -10,7 +10,7 @@
 
 use crate::chain::{Head, Segment, valid_seal};
 use crate::meter::Snapshot;
-use crate::record::decode;
+use crate::record::{decode, hex};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -60,10 +60,6 @@ impl SummaryKey {
         mac.update(body);
         hex(&mac.finalize().into_bytes())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The segment's summary, if there is one and it still describes the segment that follows

@@ -362,13 +362,19 @@ impl Governor {
     /// Table column `i` of a raw batch (as read) in the table's own type.
     fn plain(&self, i: usize, raw: &RecordBatch) -> Result<ArrayRef> {
         let fail = || policy_failed(&self.table, &self.policy.grant.id);
-        let j = self.raw.iter().position(|r| *r == i).ok_or_else(fail)?;
-        let values = raw.column(j);
+        let values = self.as_read(i, raw)?;
         let t = self.policy.table_schema().field(i).data_type();
         match values.data_type() == t {
             true => Ok(values.clone()),
             false => cast(values, t).map_err(|_| fail()),
         }
+    }
+
+    /// Table column `i` of a raw batch, as read.
+    fn as_read<'a>(&self, i: usize, raw: &'a RecordBatch) -> Result<&'a ArrayRef> {
+        let j = self.raw.iter().position(|r| *r == i);
+        j.map(|j| raw.column(j))
+            .ok_or_else(|| policy_failed(&self.table, &self.policy.grant.id))
     }
 
     /// Rows of a raw batch the grant's row filter keeps (`None`: all of them). The filter sees
@@ -402,10 +408,7 @@ impl Governor {
         for &w in &self.wanted {
             let column = match granted.get(w) {
                 // Unmasked: as read (text stays a view).
-                Some(&i) if !self.policy.is_masked(w) => {
-                    let j = self.raw.iter().position(|r| *r == i).ok_or_else(fail)?;
-                    compact(visible.column(j))
-                }
+                Some(&i) if !self.policy.is_masked(w) => compact(self.as_read(i, &visible)?),
                 Some(&i) => self
                     .policy
                     .mask_column(w, &self.plain(i, &visible)?)
