@@ -154,16 +154,6 @@ impl Catalog {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// SQLite's `PRAGMA data_version` of this connection: it changes whenever another
-    /// connection, in this process or another, commits to the database file. `None` while the
-    /// connection is busy (the caller then reads the database instead of trusting memory).
-    pub fn data_version(&self) -> Option<i64> {
-        let conn = self.conn.try_lock().ok()?;
-        conn.prepare_cached("PRAGMA data_version")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .ok()
-    }
-
     /// Applies validated manifests idempotently, in one transaction: new tables are created,
     /// changed ones updated (version + 1), equal ones left alone.
     pub fn apply(&self, manifests: &[TableManifest]) -> Result<ApplyReport> {

@@ -9,6 +9,7 @@
 
 mod dataset;
 mod keyindex;
+mod local;
 mod lookup;
 mod root;
 

@@ -4,8 +4,10 @@
 
 use crate::dataset::{Engine, Footer, Indexed, file_identity, lock};
 use crate::keyindex::{KeyFilter, KeyIndex};
-use crate::{DataProblem, Error, Result};
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use crate::local::LocalFile;
+use crate::{DataProblem, DataRoot, Error, Result};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, StringArray};
+use arrow::compute::kernels::cmp::eq;
 use arrow::datatypes::Schema;
 use bytes::Bytes;
 use citybrain_catalog::TableManifest;
@@ -25,16 +27,36 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
-/// Byte ranges of one Parquet object whose metadata is already known.
+/// Byte ranges of one Parquet object whose metadata is already known: from the page cache on
+/// the calling task when the root is local and the bytes are cached, else from the store.
 struct StoreReader {
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
     metadata: Arc<ParquetMetaData>,
+    local: Option<LocalFile>,
+}
+
+impl StoreReader {
+    fn new(root: &DataRoot, path: ObjectPath, metadata: Arc<ParquetMetaData>) -> Self {
+        Self {
+            store: root.store().clone(),
+            local: root.local_file(&path).map(LocalFile::new),
+            path,
+            metadata,
+        }
+    }
+
+    fn cached(&mut self, ranges: &[Range<u64>]) -> Option<Vec<Bytes>> {
+        self.local.as_mut()?.read_cached(ranges)
+    }
 }
 
 impl AsyncFileReader for StoreReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         Box::pin(async move {
+            if let Some(mut b) = self.cached(std::slice::from_ref(&range)) {
+                return Ok(b.remove(0));
+            }
             self.store
                 .get_range(&self.path, range)
                 .await
@@ -47,6 +69,9 @@ impl AsyncFileReader for StoreReader {
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         Box::pin(async move {
+            if let Some(b) = self.cached(&ranges) {
+                return Ok(b);
+            }
             self.store
                 .get_ranges(&self.path, &ranges)
                 .await
@@ -115,7 +140,7 @@ impl Engine {
             .map(|f| f.metadata.file_metadata().num_rows().max(0) as u64)
             .sum();
         let job = FilterJob {
-            store: self.root().store().clone(),
+            root: self.root().clone(),
             files: files.iter().map(|m| m.location.clone()).collect(),
             footers: footers.clone(),
             key_col: key_col.to_owned(),
@@ -187,6 +212,8 @@ impl Engine {
             }
         }
         let set: Arc<HashSet<String>> = Arc::new(keys.iter().cloned().collect());
+        let single: Option<ArrayRef> = (set.len() == 1)
+            .then(|| Arc::new(StringArray::from_iter_values(set.iter())) as ArrayRef);
         let mut out = Vec::new();
         for (i, plan) in plans {
             let (meta, footer) = (&files[i], &footers[i]);
@@ -220,21 +247,21 @@ impl Engine {
                 }
             }
             let columns: Vec<usize> = table.columns.iter().filter_map(|c| root(&c.name)).collect();
-            let wanted = set.clone();
+            let (wanted, single) = (set.clone(), single.clone());
             let predicate = ArrowPredicateFn::new(
                 ProjectionMask::roots(descr, [key_idx]),
                 move |b: RecordBatch| {
                     let col = b.column(0).as_string::<i32>();
+                    // One key (a Lookup or Verify): compared in place, no hashing per row.
+                    if let Some(one) = &single {
+                        return eq(col, &Scalar::new(one.clone()));
+                    }
                     Ok((0..col.len())
                         .map(|r| Some(col.is_valid(r) && wanted.contains(col.value(r))))
                         .collect::<BooleanArray>())
                 },
             );
-            let reader = StoreReader {
-                store: self.root().store().clone(),
-                path: meta.location.clone(),
-                metadata: md.clone(),
-            };
+            let reader = StoreReader::new(self.root(), meta.location.clone(), md.clone());
             let corrupt = || {
                 unavailable(DataProblem::Corrupt {
                     index: i + 1,
@@ -274,7 +301,7 @@ const SYNC_FILTER_ROWS: u64 = 1_000_000;
 
 /// Reads every key of a table into a [`KeyFilter`].
 struct FilterJob {
-    store: Arc<dyn ObjectStore>,
+    root: DataRoot,
     files: Vec<ObjectPath>,
     footers: Vec<Arc<Footer>>,
     key_col: String,
@@ -290,11 +317,7 @@ impl FilterJob {
                 return Err(ParquetError::General(format!("no column {}", self.key_col)));
             };
             let descr = md.file_metadata().schema_descr();
-            let reader = StoreReader {
-                store: self.store.clone(),
-                path,
-                metadata: md.clone(),
-            };
+            let reader = StoreReader::new(&self.root, path, md.clone());
             let mut stream =
                 ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer.arrow.clone())
                     .with_projection(ProjectionMask::roots(descr, [key_idx]))

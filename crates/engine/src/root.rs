@@ -12,6 +12,8 @@ pub struct DataRoot {
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     url: String,
+    /// The same store when the root is a local directory, for reads from the page cache.
+    local: Option<Arc<object_store::local::LocalFileSystem>>,
 }
 
 impl std::fmt::Debug for DataRoot {
@@ -42,6 +44,7 @@ impl DataRoot {
             store: Arc::from(store),
             prefix,
             url: url_or_path.to_owned(),
+            local: None,
         })
     }
 
@@ -55,10 +58,12 @@ impl DataRoot {
         let abs = dir.canonicalize().map_err(|e| err(e.to_string()))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&abs)
             .map_err(|e| err(e.to_string()))?;
+        let store = Arc::new(store);
         Ok(Self {
-            store: Arc::new(store),
+            store: store.clone(),
             prefix: ObjectPath::default(),
             url: format!("file://{}", abs.display()),
+            local: Some(store),
         })
     }
 
@@ -72,6 +77,11 @@ impl DataRoot {
         dataset
             .split('/')
             .fold(self.prefix.clone(), |p, seg| p.join(seg))
+    }
+
+    /// The file an object is stored in, when the root is a local directory.
+    pub(crate) fn local_file(&self, location: &ObjectPath) -> Option<std::path::PathBuf> {
+        self.local.as_ref()?.path_to_filesystem(location).ok()
     }
 
     /// The URL as configured, for operators' logs.

@@ -77,20 +77,23 @@ fn invalid(field: &str, reason: impl Into<String>) -> Error {
 /// The sharing workflow over the catalog.
 pub struct Governance {
     conn: Mutex<Connection>,
+    /// A connection that never writes, asked only for `PRAGMA data_version`.
+    watch: Mutex<Connection>,
     catalog: Arc<Catalog>,
     usable: Mutex<Usable>,
 }
 
 /// Tables and usable grants already read, valid while the database is unchanged.
 ///
-/// The catalog and the governance tables are read through two connections to the same file.
-/// SQLite's `data_version` of a connection changes when any *other* connection commits, so the
-/// pair of both connections' versions changes on every commit: a catalog change, a decision or
-/// revocation made here, or a write by another process (the CLI). Memory is trusted only while
-/// the pair is the one it was read under.
+/// SQLite's `data_version` of a connection changes when any *other* connection commits. A
+/// connection kept only for asking it therefore sees every commit: a catalog change, a decision
+/// or revocation made here, or a write by another process (the CLI). Memory is trusted only
+/// while that version is the one it was read under. The watching connection is never busy with
+/// other work, so every call can ask it; one that had to skip the question while a connection
+/// was busy would read the database, keep it busy, and make the next call skip it too.
 #[derive(Default)]
 struct Usable {
-    version: Option<(i64, i64)>,
+    version: Option<i64>,
     entries: HashMap<(String, String, String), (TableManifest, Grant)>,
 }
 
@@ -105,27 +108,33 @@ impl Governance {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        let watch = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        watch.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Self {
             conn: Mutex::new(conn),
+            watch: Mutex::new(watch),
             catalog,
             usable: Mutex::new(Usable::default()),
         })
     }
 
-    /// Both connections' `data_version`; `None` while either connection is busy.
-    fn version(&self) -> Option<(i64, i64)> {
-        let own = {
-            let conn = self.conn.try_lock().ok()?;
-            conn.prepare_cached("PRAGMA data_version")
-                .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
-                .ok()?
-        };
-        Some((own, self.catalog.data_version()?))
+    /// The watching connection's `data_version`: it changes on every commit to the file.
+    /// `None` if SQLite cannot say (memory is then not trusted).
+    fn version(&self) -> Option<i64> {
+        self.watch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+            .ok()
     }
 
     /// What [`Governance::table_and_grant`] answered for this call before, if nothing was
     /// committed to the database since and the grant has not expired meanwhile. Cheap enough
-    /// for an async task: it never waits for a busy connection.
+    /// for an async task: it waits only for another call's version question.
     pub fn remembered_table_and_grant(
         &self,
         dept: &str,

@@ -379,3 +379,47 @@ fn a_remembered_grant_lasts_only_while_the_database_is_unchanged() {
         Err(Error::Conflict(_))
     ));
 }
+
+#[test]
+fn a_remembered_grant_is_answered_while_other_calls_read_the_database() {
+    let (_dir, gov) = setup();
+    let purpose = "最低生活保障资格审核";
+    gov.apply(
+        "civil-affairs",
+        "u1",
+        req("legal.entities", &["credit_code", "name"], Mode::Read),
+    )
+    .unwrap()
+    .1
+    .expect("an unconditional table is granted at once");
+    let read = |gov: &Governance| {
+        gov.table_and_grant("civil-affairs", "legal.entities", purpose)
+            .unwrap()
+            .1
+            .unwrap()
+    };
+    let grant = read(&gov);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        // Other calls keep the database connections busy reading (a cold grant, a catalog
+        // answer), as they do under load.
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = gov.usable_grant("civil-affairs", "legal.entities", purpose);
+                let _ = gov.table("legal.entities");
+            }
+        });
+        let answers: Vec<_> = (0..20_000)
+            .map(|_| gov.remembered_table_and_grant("civil-affairs", "legal.entities", purpose))
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let missed = answers
+            .iter()
+            .filter(|a| a.as_ref().map(|(_, g)| &g.id) != Some(&grant.id))
+            .count();
+        assert_eq!(
+            missed, 0,
+            "a busy connection must not send a remembered call back to the database"
+        );
+    });
+}
