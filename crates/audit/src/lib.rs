@@ -32,7 +32,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
@@ -99,12 +99,16 @@ pub struct AuditConfig {
     pub segment_bytes: u64,
     /// Longest time between checkpoints while records arrive.
     pub checkpoint_interval: Duration,
+    /// Longest time a batch is held open for the records of calls still under way (see
+    /// [`AuditLog::underway`]).
+    pub gather: Duration,
     /// Failure injection.
     pub faults: Arc<Faults>,
 }
 
 impl AuditConfig {
-    /// Defaults: 64 MiB segments, a checkpoint every second.
+    /// Defaults: 64 MiB segments, a checkpoint every second, batches held open for at most
+    /// 200 µs.
     pub fn new(dir: impl Into<PathBuf>, signing_key: SigningKey, hmac_secret: [u8; 32]) -> Self {
         Self {
             dir: dir.into(),
@@ -112,6 +116,7 @@ impl AuditConfig {
             hmac_secret,
             segment_bytes: 64 * 1024 * 1024,
             checkpoint_interval: Duration::from_secs(1),
+            gather: Duration::from_micros(200),
             faults: Arc::new(Faults::default()),
         }
     }
@@ -158,12 +163,25 @@ pub fn key_id(key: &VerifyingKey) -> String {
 struct Shared {
     tx: mpsc::Sender<writer::Req>,
     failed: Arc<AtomicBool>,
+    underway: Arc<AtomicUsize>,
+    syncs: Arc<AtomicU64>,
     hasher: KeyHasher,
     tail: broadcast::Sender<Arc<Stored>>,
     meter: Arc<Mutex<meter::Meter>>,
     dir: PathBuf,
     key: VerifyingKey,
     recovery: Recovery,
+}
+
+/// A call whose record is still to come (see [`AuditLog::underway`]).
+pub struct Underway {
+    count: Arc<AtomicUsize>,
+}
+
+impl Drop for Underway {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A handle on the open log (cheap to clone).
@@ -211,6 +229,8 @@ impl AuditLog {
             .map_err(|e| Error::io(&cfg.dir.join(segment_name(segment)), e))?
             .len();
         let failed = Arc::new(AtomicBool::new(false));
+        let underway = Arc::new(AtomicUsize::new(0));
+        let syncs = Arc::new(AtomicU64::new(0));
         let meter = Arc::new(Mutex::new(meter));
         let (tail, _) = broadcast::channel(4096);
         let (tx, rx) = mpsc::channel();
@@ -228,6 +248,9 @@ impl AuditLog {
             checkpoint_interval: cfg.checkpoint_interval,
             last_checkpoint: Instant::now(),
             failed: failed.clone(),
+            underway: underway.clone(),
+            gather: cfg.gather,
+            syncs: syncs.clone(),
             faults: cfg.faults,
             meter: meter.clone(),
             tail: tail.clone(),
@@ -245,6 +268,8 @@ impl AuditLog {
             shared: Arc::new(Shared {
                 tx,
                 failed,
+                underway,
+                syncs,
                 hasher: KeyHasher::new(cfg.hmac_secret),
                 tail,
                 meter,
@@ -280,6 +305,22 @@ impl AuditLog {
                 .tx
                 .send(writer::Req::Append { entry, reply: None })
                 .is_ok()
+    }
+
+    /// Marks a call under way: until the mark is dropped (when the call's record is made) the
+    /// writer expects a record soon, and holds a batch open briefly so the records of calls
+    /// served together share one sync instead of each paying for its own.
+    pub fn underway(&self) -> Underway {
+        self.shared.underway.fetch_add(1, Ordering::SeqCst);
+        Underway {
+            count: self.shared.underway.clone(),
+        }
+    }
+
+    /// Batches made durable since the log was opened (each one write and one sync); with
+    /// [`Recovery::records`] and the meters, how many records a sync carries.
+    pub fn syncs(&self) -> u64 {
+        self.shared.syncs.load(Ordering::SeqCst)
     }
 
     /// Whether the log has failed closed.

@@ -19,7 +19,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,6 +59,14 @@ pub(crate) struct Writer {
     pub(crate) checkpoint_interval: Duration,
     pub(crate) last_checkpoint: Instant,
     pub(crate) failed: Arc<AtomicBool>,
+    /// Calls whose records are still to come.
+    pub(crate) underway: Arc<AtomicUsize>,
+    /// Longest a batch is held open for them. Without it, under load each sync carries the
+    /// one or two records that arrived during the last one, and a sync's fixed cost (a write,
+    /// a flush, waking the writer and the callers) is paid per call.
+    pub(crate) gather: Duration,
+    /// Batches made durable.
+    pub(crate) syncs: Arc<AtomicU64>,
     pub(crate) faults: Arc<Faults>,
     pub(crate) meter: Arc<Mutex<Meter>>,
     pub(crate) tail: broadcast::Sender<Arc<Stored>>,
@@ -98,6 +106,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            self.gather(&rx, &mut batch);
             let mut appends = Vec::with_capacity(batch.len());
             let mut close = None;
             for r in batch.drain(..) {
@@ -112,6 +121,25 @@ impl Writer {
             if let Some(reply) = close {
                 let _ = reply.send(self.seal());
                 return;
+            }
+        }
+    }
+
+    /// Holds the batch open while calls are under way, for at most `gather`. Stops at once
+    /// when none is (a lone call waits for nothing) or when a close is asked for.
+    fn gather(&self, rx: &Receiver<Req>, batch: &mut Vec<Req>) {
+        let until = Instant::now() + self.gather;
+        while batch.len() < MAX_BATCH
+            && self.underway.load(Ordering::SeqCst) > 0
+            && !batch.iter().any(|r| matches!(r, Req::Close { .. }))
+        {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(left) {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
             }
         }
     }
@@ -227,6 +255,7 @@ impl Writer {
             return Err(std::io::Error::other("injected fsync failure"));
         }
         self.file.sync_data()?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         self.len = end;
         Ok(())
     }

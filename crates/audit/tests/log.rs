@@ -522,3 +522,52 @@ async fn sealed_segments_are_read_from_their_summaries_while_they_still_match() 
         "a cut sealed segment is found at start"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_calls_under_way_share_one_sync_and_a_lone_call_waits_for_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = AuditConfig::new(dir.path(), key(), [9u8; 32]);
+    c.gather = Duration::from_secs(60);
+    let log = AuditLog::open(c).unwrap();
+
+    // Nothing else under way: the record is synced at once, not held for the gather time.
+    tokio::time::timeout(Duration::from_secs(30), log.append(entry(0, "hrss")))
+        .await
+        .expect("a lone call's record is not held open")
+        .unwrap();
+    let before = log.syncs();
+    assert!(before >= 1);
+
+    // Two calls under way: the first record waits for the second, and one sync carries both.
+    let (a, b) = (log.underway(), log.underway());
+    let first = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            drop(a);
+            log.append(entry(1, "hrss")).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !first.is_finished(),
+        "held open while another call is under way"
+    );
+    drop(b);
+    log.append(entry(2, "health")).await.unwrap();
+    first.await.unwrap().unwrap();
+    assert_eq!(log.syncs() - before, 1, "both records in one sync");
+    log.close().await.unwrap();
+    assert_eq!(verify(dir.path()).unwrap().records, 3);
+
+    // A call that never makes its record holds a batch for the gather time only.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = AuditConfig::new(dir.path(), key(), [9u8; 32]);
+    c.gather = Duration::from_millis(50);
+    let log = AuditLog::open(c).unwrap();
+    let _forever = log.underway();
+    tokio::time::timeout(Duration::from_secs(30), log.append(entry(3, "hrss")))
+        .await
+        .expect("held for the gather time only")
+        .unwrap();
+    log.close().await.unwrap();
+}

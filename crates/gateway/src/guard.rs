@@ -9,7 +9,7 @@
 //! answer is replaced by UNAVAILABLE: the hub never answers unrecorded.
 
 use crate::call::{CallContext, outcome_of};
-use citybrain_audit::{AuditLog, Entry, Outcome};
+use citybrain_audit::{AuditLog, Entry, Outcome, Underway};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::convert::Infallible;
@@ -53,6 +53,10 @@ pub trait AuditSink: Send + Sync + 'static {
     fn append(&self, entry: Entry) -> BoxFuture<'static, citybrain_audit::Result<u64>>;
     /// Records one call without waiting; false when the sink refuses.
     fn submit(&self, entry: Entry) -> bool;
+    /// Marks a call under way until its record is made, if the sink batches on it.
+    fn underway(&self) -> Option<Underway> {
+        None
+    }
 }
 
 impl AuditSink for AuditLog {
@@ -67,6 +71,10 @@ impl AuditSink for AuditLog {
 
     fn submit(&self, entry: Entry) -> bool {
         AuditLog::submit(self, entry)
+    }
+
+    fn underway(&self) -> Option<Underway> {
+        Some(AuditLog::underway(self))
     }
 }
 
@@ -173,11 +181,14 @@ struct Pending {
     time_us: i64,
     start: Instant,
     armed: bool,
+    /// Dropped when the record is made: the log stops expecting it.
+    underway: Option<Underway>,
 }
 
 impl Pending {
     fn entry(&mut self, code: Code) -> Entry {
         self.armed = false;
+        self.underway = None;
         let d = self.ctx.draft().clone();
         Entry {
             call_id: std::mem::take(&mut self.call_id),
@@ -245,6 +256,7 @@ where
             time_us,
             start: Instant::now(),
             armed: true,
+            underway: layer.audit.underway(),
         };
         if layer.audit.is_failed() {
             pending.armed = false;
