@@ -117,11 +117,14 @@ impl AuditConfig {
             hmac_secret,
             segment_bytes: 64 * 1024 * 1024,
             checkpoint_interval: Duration::from_secs(1),
-            gather: Duration::from_micros(200),
+            gather: DEFAULT_GATHER,
             faults: Arc::new(Faults::default()),
         }
     }
 }
+
+/// How long a batch waits by default for the records of calls still under way.
+pub const DEFAULT_GATHER: Duration = Duration::from_micros(200);
 
 /// What recovery at start found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

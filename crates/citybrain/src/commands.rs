@@ -49,6 +49,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         listen: args.listen,
         limits,
         audit_faults: None,
+        audit_gather: Duration::from_micros(args.limits.audit_gather_us),
         audit_sink: None,
         sql_limits: SqlLimits {
             query_memory_bytes: args.limits.sql_memory_mib << 20,

@@ -2,7 +2,7 @@
 
 use crate::Result;
 use crate::error::Error;
-use citybrain_audit::{AuditConfig, AuditLog, Faults};
+use citybrain_audit::{AuditConfig, AuditLog, DEFAULT_GATHER, Faults};
 use citybrain_auth::{Authenticator, LocalIssuer, load_trusted_keys};
 use citybrain_catalog::{ApplyReport, Catalog, TableManifest};
 use citybrain_engine::{DataRoot, Engine};
@@ -11,6 +11,7 @@ use citybrain_types::Role;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 include!(concat!(env!("OUT_DIR"), "/embedded_catalog.rs"));
 
@@ -44,6 +45,8 @@ pub struct HubOptions {
     pub limits: Limits,
     /// Failure injection for the audit log (tests of the fail-closed path).
     pub audit_faults: Option<Arc<Faults>>,
+    /// Longest an audit batch waits for the records of calls still being served.
+    pub audit_gather: Duration,
     /// Send call records elsewhere than the audit log (benchmarks only).
     pub audit_sink: Option<Arc<dyn citybrain_gateway::AuditSink>>,
     /// Limits of governed SQL.
@@ -60,6 +63,7 @@ impl HubOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             limits: Limits::default(),
             audit_faults: None,
+            audit_gather: DEFAULT_GATHER,
             audit_sink: None,
             sql_limits: SqlLimits::default(),
         }
@@ -90,13 +94,18 @@ impl Started {
 }
 
 /// Opens the audit log of a data directory.
-pub fn open_audit(data_dir: &Path, faults: Option<Arc<Faults>>) -> Result<AuditLog> {
+pub fn open_audit(
+    data_dir: &Path,
+    faults: Option<Arc<Faults>>,
+    gather: Duration,
+) -> Result<AuditLog> {
     let keys = data_dir.join(KEYS_DIR);
     let mut cfg = AuditConfig::new(
         data_dir.join(AUDIT_DIR),
         citybrain_auth::ed25519_key(&keys, AUDIT_KEY)?,
         citybrain_auth::secret(&keys, AUDIT_HMAC)?,
     );
+    cfg.gather = gather;
     if let Some(f) = faults {
         cfg.faults = f;
     }
@@ -129,7 +138,7 @@ pub async fn start(opts: &HubOptions) -> Result<Started> {
         Some(url) => DataRoot::parse(url)?,
         None => DataRoot::local(&opts.data_dir.join(TABLES_DIR))?,
     };
-    let audit = open_audit(&opts.data_dir, opts.audit_faults.clone())?;
+    let audit = open_audit(&opts.data_dir, opts.audit_faults.clone(), opts.audit_gather)?;
     let governance = Arc::new(
         citybrain_governance::Governance::open(&opts.data_dir.join(CATALOG_FILE), catalog.clone())
             .map_err(citybrain_gateway::Error::from)?,
