@@ -11,8 +11,8 @@ use arrow::compute::kernels::cmp::eq;
 use arrow::datatypes::Schema;
 use bytes::Bytes;
 use citybrain_catalog::TableManifest;
-use futures::TryStreamExt;
 use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -211,86 +211,149 @@ impl Engine {
                     .insert((p.first_row, p.rows));
             }
         }
-        let set: Arc<HashSet<String>> = Arc::new(keys.iter().cloned().collect());
-        let single: Option<ArrayRef> = (set.len() == 1)
-            .then(|| Arc::new(StringArray::from_iter_values(set.iter())) as ArrayRef);
+        let read = Arc::new(FileRead {
+            key_col: key_col.to_owned(),
+            root: self.root().clone(),
+            files,
+            footers,
+            wanted: Arc::new(keys.iter().cloned().collect()),
+            single: (keys.len() == 1)
+                .then(|| Arc::new(StringArray::from_iter_values(keys)) as ArrayRef),
+        });
+        // One file (every single-key lookup): read here. More (a batch): files are read on
+        // as many workers at once as there are cores, and answered in file order.
+        if plans.len() == 1 {
+            let (i, plan) = plans.into_iter().next().expect("one plan");
+            return read.file(table, i, plan).await;
+        }
+        let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shared = Arc::new(table.clone());
+        let per_file: Vec<Vec<RecordBatch>> = futures::stream::iter(plans)
+            .map(|(i, plan)| {
+                let (read, table) = (read.clone(), shared.clone());
+                async move {
+                    let files = read.files.len();
+                    let name = table.name.clone();
+                    tokio::spawn(async move { read.file(&table, i, plan).await })
+                        .await
+                        .unwrap_or_else(|e| {
+                            tracing::error!(table = %name, file = i + 1, error = %e, "lookup read failed");
+                            Err(Error::Unavailable {
+                                table: name,
+                                problem: DataProblem::Unreadable {
+                                    index: i + 1,
+                                    files,
+                                },
+                            })
+                        })
+                }
+            })
+            .buffered(parallel)
+            .try_collect()
+            .await?;
+        Ok(per_file.into_iter().flatten().collect())
+    }
+}
+
+/// What reading one lookup's rows from each of its files needs, shared by the files' tasks.
+struct FileRead {
+    key_col: String,
+    root: DataRoot,
+    files: Arc<Vec<ObjectMeta>>,
+    footers: Vec<Arc<Footer>>,
+    /// The keys looked up.
+    wanted: Arc<HashSet<String>>,
+    /// The key when there is exactly one.
+    single: Option<ArrayRef>,
+}
+
+impl FileRead {
+    /// The rows of file `i` (0-based) whose key is wanted, from the pages in `plan`.
+    async fn file(
+        &self,
+        table: &TableManifest,
+        i: usize,
+        plan: FilePlan,
+    ) -> Result<Vec<RecordBatch>> {
+        let (key_col, files) = (self.key_col.as_str(), &self.files);
+        let unavailable = |problem| Error::Unavailable {
+            table: table.name.clone(),
+            problem,
+        };
         let mut out = Vec::new();
-        for (i, plan) in plans {
-            let (meta, footer) = (&files[i], &footers[i]);
-            let md = &footer.metadata;
-            let descr = md.file_metadata().schema_descr();
-            let root =
-                |name: &str| (0..descr.num_columns()).find(|c| descr.column(*c).name() == name);
-            let key_idx = root(key_col).ok_or_else(|| {
+        let (meta, footer) = (&files[i], &self.footers[i]);
+        let md = &footer.metadata;
+        let descr = md.file_metadata().schema_descr();
+        let root = |name: &str| (0..descr.num_columns()).find(|c| descr.column(*c).name() == name);
+        let key_idx = root(key_col).ok_or_else(|| {
+            unavailable(DataProblem::SchemaMismatch {
+                index: i + 1,
+                detail: format!("key column '{key_col}' is missing"),
+            })
+        })?;
+        let mut selectors = Vec::new();
+        for (g, pages) in &plan {
+            let total = md.row_group(*g).num_rows() as u64;
+            let mut at = 0u64;
+            for &(first, rows) in pages {
+                let first = first.max(at);
+                let end = (first + rows).min(total);
+                if first > at {
+                    selectors.push(RowSelector::skip((first - at) as usize));
+                }
+                if end > first {
+                    selectors.push(RowSelector::select((end - first) as usize));
+                    at = end;
+                }
+            }
+            if total > at {
+                selectors.push(RowSelector::skip((total - at) as usize));
+            }
+        }
+        let columns: Vec<usize> = table.columns.iter().filter_map(|c| root(&c.name)).collect();
+        let (wanted, single) = (self.wanted.clone(), self.single.clone());
+        let predicate = ArrowPredicateFn::new(
+            ProjectionMask::roots(descr, [key_idx]),
+            move |b: RecordBatch| {
+                let col = b.column(0).as_string::<i32>();
+                // One key (a Lookup or Verify): compared in place, no hashing per row.
+                if let Some(one) = &single {
+                    return eq(col, &Scalar::new(one.clone()));
+                }
+                Ok((0..col.len())
+                    .map(|r| Some(col.is_valid(r) && wanted.contains(col.value(r))))
+                    .collect::<BooleanArray>())
+            },
+        );
+        let reader = StoreReader::new(&self.root, meta.location.clone(), md.clone());
+        let corrupt = || {
+            unavailable(DataProblem::Corrupt {
+                index: i + 1,
+                files: files.len(),
+            })
+        };
+        let stream =
+            ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer.arrow.clone())
+                .with_row_groups(plan.keys().copied().collect())
+                .with_row_selection(RowSelection::from(selectors))
+                .with_projection(ProjectionMask::roots(descr, columns))
+                .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+                .build()
+                .map_err(|_| corrupt())?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| {
+            tracing::warn!(file = %meta.location, error = %e, "lookup read failed");
+            unavailable(DataProblem::Unreadable {
+                index: i + 1,
+                files: files.len(),
+            })
+        })?;
+        for b in batches.into_iter().filter(|b| b.num_rows() > 0) {
+            out.push(in_catalog_order(table, &b).map_err(|detail| {
                 unavailable(DataProblem::SchemaMismatch {
                     index: i + 1,
-                    detail: format!("key column '{key_col}' is missing"),
+                    detail,
                 })
-            })?;
-            let mut selectors = Vec::new();
-            for (g, pages) in &plan {
-                let total = md.row_group(*g).num_rows() as u64;
-                let mut at = 0u64;
-                for &(first, rows) in pages {
-                    let first = first.max(at);
-                    let end = (first + rows).min(total);
-                    if first > at {
-                        selectors.push(RowSelector::skip((first - at) as usize));
-                    }
-                    if end > first {
-                        selectors.push(RowSelector::select((end - first) as usize));
-                        at = end;
-                    }
-                }
-                if total > at {
-                    selectors.push(RowSelector::skip((total - at) as usize));
-                }
-            }
-            let columns: Vec<usize> = table.columns.iter().filter_map(|c| root(&c.name)).collect();
-            let (wanted, single) = (set.clone(), single.clone());
-            let predicate = ArrowPredicateFn::new(
-                ProjectionMask::roots(descr, [key_idx]),
-                move |b: RecordBatch| {
-                    let col = b.column(0).as_string::<i32>();
-                    // One key (a Lookup or Verify): compared in place, no hashing per row.
-                    if let Some(one) = &single {
-                        return eq(col, &Scalar::new(one.clone()));
-                    }
-                    Ok((0..col.len())
-                        .map(|r| Some(col.is_valid(r) && wanted.contains(col.value(r))))
-                        .collect::<BooleanArray>())
-                },
-            );
-            let reader = StoreReader::new(self.root(), meta.location.clone(), md.clone());
-            let corrupt = || {
-                unavailable(DataProblem::Corrupt {
-                    index: i + 1,
-                    files: files.len(),
-                })
-            };
-            let stream =
-                ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer.arrow.clone())
-                    .with_row_groups(plan.keys().copied().collect())
-                    .with_row_selection(RowSelection::from(selectors))
-                    .with_projection(ProjectionMask::roots(descr, columns))
-                    .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
-                    .build()
-                    .map_err(|_| corrupt())?;
-            let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| {
-                tracing::warn!(file = %meta.location, error = %e, "lookup read failed");
-                unavailable(DataProblem::Unreadable {
-                    index: i + 1,
-                    files: files.len(),
-                })
-            })?;
-            for b in batches.into_iter().filter(|b| b.num_rows() > 0) {
-                out.push(in_catalog_order(table, &b).map_err(|detail| {
-                    unavailable(DataProblem::SchemaMismatch {
-                        index: i + 1,
-                        detail,
-                    })
-                })?);
-            }
+            })?);
         }
         Ok(out)
     }

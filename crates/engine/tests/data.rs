@@ -161,7 +161,7 @@ async fn missing_data_and_mismatched_columns_are_named() {
 
 #[tokio::test]
 async fn lookup_finds_exactly_the_keyed_rows() {
-    use arrow::array::AsArray;
+    use arrow::array::{Array, AsArray};
     let (dir, engine) = setup();
     // Keys straight from the files, independently of the engine.
     let file =
@@ -230,6 +230,19 @@ async fn lookup_of_many_keys_with_repeats_equals_the_files() {
     let found = engine.lookup(&licences, &wanted).await.unwrap();
     assert_eq!(found.iter().map(|b| b.num_rows()).sum::<usize>(), expected);
     assert!(expected > wanted.len() / 2);
+    // Files are read at once, but answered in file order, each file's rows in row order.
+    use arrow::array::{Array, AsArray};
+    let in_files: Vec<&String> = holders.iter().filter(|h| set.contains(h)).collect();
+    let answered: Vec<String> = found
+        .iter()
+        .flat_map(|b| {
+            let c = b.column(0).as_string::<i32>();
+            (0..c.len()).map(|r| c.value(r).to_owned()).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(answered.iter().collect::<Vec<_>>(), in_files);
+    let files = std::fs::read_dir(dir.path().join("gov/e_licences")).unwrap().count();
+    assert!(files > 2, "the keys span several files ({files})");
 }
 
 #[tokio::test]
