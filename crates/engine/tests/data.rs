@@ -161,7 +161,7 @@ async fn missing_data_and_mismatched_columns_are_named() {
 
 #[tokio::test]
 async fn lookup_finds_exactly_the_keyed_rows() {
-    use arrow::array::{Array, AsArray};
+    use arrow::array::AsArray;
     let (dir, engine) = setup();
     // Keys straight from the files, independently of the engine.
     let file =
@@ -237,11 +237,15 @@ async fn lookup_of_many_keys_with_repeats_equals_the_files() {
         .iter()
         .flat_map(|b| {
             let c = b.column(0).as_string::<i32>();
-            (0..c.len()).map(|r| c.value(r).to_owned()).collect::<Vec<_>>()
+            (0..c.len())
+                .map(|r| c.value(r).to_owned())
+                .collect::<Vec<_>>()
         })
         .collect();
     assert_eq!(answered.iter().collect::<Vec<_>>(), in_files);
-    let files = std::fs::read_dir(dir.path().join("gov/e_licences")).unwrap().count();
+    let files = std::fs::read_dir(dir.path().join("gov/e_licences"))
+        .unwrap()
+        .count();
     assert!(files > 2, "the keys span several files ({files})");
 }
 
