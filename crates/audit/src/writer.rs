@@ -128,7 +128,9 @@ impl Writer {
     /// Holds the batch open while calls are under way, for at most `gather`. Stops at once
     /// when none is (a lone call waits for nothing) or when a close is asked for.
     fn gather(&self, rx: &Receiver<Req>, batch: &mut Vec<Req>) {
-        let until = Instant::now() + self.gather;
+        let Some(until) = Instant::now().checked_add(self.gather) else {
+            return;
+        };
         while batch.len() < MAX_BATCH
             && self.underway.load(Ordering::SeqCst) > 0
             && !batch.iter().any(|r| matches!(r, Req::Close { .. }))

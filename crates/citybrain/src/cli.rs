@@ -425,9 +425,10 @@ pub struct LimitArgs {
     #[arg(long, env = "CITYBRAIN_SQL_METADATA_CACHE_MIB", default_value_t = 256)]
     pub sql_metadata_cache_mib: usize,
     /// Longest an audit batch waits for the records of calls still being served, in
-    /// microseconds (more: fewer syncs under load, each call waits up to this much longer;
-    /// 0: never wait).
-    #[arg(long, env = "CITYBRAIN_AUDIT_GATHER_US", default_value_t = 200)]
+    /// microseconds, at most 1 s (more: fewer syncs under load, each call waits up to this much
+    /// longer; 0: never wait).
+    #[arg(long, env = "CITYBRAIN_AUDIT_GATHER_US", default_value_t = 200,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub audit_gather_us: u64,
 }
 

@@ -222,7 +222,9 @@ impl Engine {
                 .then(|| Arc::new(StringArray::from_iter_values(keys)) as ArrayRef),
         });
         // One file (every single-key lookup): read here. More (a batch): files are read on
-        // as many workers at once as there are cores, and answered in file order.
+        // as many threads at once as there are cores, and answered in file order. Cached pages
+        // decode without ever waiting, so these reads run beside the async workers (as blocking
+        // work) rather than on them: a large batch must not hold every worker from other calls.
         if plans.len() == 1 {
             let (i, plan) = plans.into_iter().next().expect("one plan");
             return read.file(table, i, plan).await;
@@ -235,18 +237,21 @@ impl Engine {
                 async move {
                     let files = read.files.len();
                     let name = table.name.clone();
-                    tokio::spawn(async move { read.file(&table, i, plan).await })
-                        .await
-                        .unwrap_or_else(|e| {
-                            tracing::error!(table = %name, file = i + 1, error = %e, "lookup read failed");
-                            Err(Error::Unavailable {
-                                table: name,
-                                problem: DataProblem::Unreadable {
-                                    index: i + 1,
-                                    files,
-                                },
-                            })
+                    let runtime = tokio::runtime::Handle::current();
+                    let task = tokio::task::spawn_blocking(move || {
+                        runtime.block_on(read.file(&table, i, plan))
+                    });
+                    task.await.unwrap_or_else(|e| {
+                        tracing::error!(table = %name, file = i + 1, %e, "lookup read failed");
+                        let problem = DataProblem::Unreadable {
+                            index: i + 1,
+                            files,
+                        };
+                        Err(Error::Unavailable {
+                            table: name,
+                            problem,
                         })
+                    })
                 }
             })
             .buffered(parallel)

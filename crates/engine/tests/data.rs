@@ -213,7 +213,7 @@ fn column_values(dir: &std::path::Path, dataset: &str, column: &str) -> Vec<Stri
     citybrain_datagen::read_strings(&dir.join(dataset), column).unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookup_of_many_keys_with_repeats_equals_the_files() {
     let (dir, engine) = setup();
     // Holders may hold several licences: the same key on several rows, possibly across pages.

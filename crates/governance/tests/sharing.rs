@@ -409,10 +409,18 @@ fn a_remembered_grant_is_answered_while_other_calls_read_the_database() {
                 let _ = gov.table("legal.entities");
             }
         });
+        // Stops the reader however this thread leaves the scope (a panic included).
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let stopping = Stop(&stop);
         let answers: Vec<_> = (0..20_000)
             .map(|_| gov.remembered_table_and_grant("civil-affairs", "legal.entities", purpose))
             .collect();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(stopping);
         let missed = answers
             .iter()
             .filter(|a| a.as_ref().map(|(_, g)| &g.id) != Some(&grant.id))
