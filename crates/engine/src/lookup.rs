@@ -10,6 +10,7 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, 
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::kernels::cmp::eq;
 use arrow::datatypes::Schema;
+use arrow::error::ArrowError;
 use bytes::Bytes;
 use citybrain_catalog::TableManifest;
 use futures::future::BoxFuture;
@@ -218,8 +219,6 @@ impl Engine {
             files,
             footers,
             wanted: Arc::new(Wanted::new(keys)),
-            single: (keys.len() == 1)
-                .then(|| Arc::new(StringArray::from_iter_values(keys)) as ArrayRef),
         });
         // One file (every single-key lookup): read here. More (a batch): files are read on
         // as many threads at once as there are cores, and answered in file order. Cached pages
@@ -269,8 +268,6 @@ struct FileRead {
     footers: Vec<Arc<Footer>>,
     /// The keys looked up.
     wanted: Arc<Wanted>,
-    /// The key when there is exactly one.
-    single: Option<ArrayRef>,
 }
 
 impl FileRead {
@@ -317,20 +314,10 @@ impl FileRead {
             }
         }
         let columns: Vec<usize> = table.columns.iter().filter_map(|c| root(&c.name)).collect();
-        let (wanted, single) = (self.wanted.clone(), self.single.clone());
+        let wanted = self.wanted.clone();
         let predicate = ArrowPredicateFn::new(
             ProjectionMask::roots(descr, [key_idx]),
-            move |b: RecordBatch| {
-                let col = b.column(0).as_string::<i32>();
-                // One key (a Lookup or Verify): compared in place, no hashing per row.
-                if let Some(one) = &single {
-                    return eq(col, &Scalar::new(one.clone()));
-                }
-                let found = BooleanBuffer::collect_bool(col.len(), |r| {
-                    col.is_valid(r) && wanted.contains(col.value(r))
-                });
-                Ok(BooleanArray::new(found, None))
-            },
+            move |b: RecordBatch| wanted.rows_in(b.column(0).as_string::<i32>()),
         );
         let reader = StoreReader::new(&self.root, meta.location.clone(), md.clone());
         let corrupt = || {
@@ -366,17 +353,47 @@ impl FileRead {
     }
 }
 
-/// The keys of one lookup, as a batch checks every row of every page it reads against them:
-/// a bitmap under a cheap hash turns most rows away before the set's own (DoS-resistant) hash
-/// is computed. Keys chosen to pass the bitmap only cost that hash, as every row did before.
-struct Wanted {
+/// The keys of one lookup, which every row of every page read is checked against.
+enum Wanted {
+    /// One key (a Lookup or Verify): compared in place, no hashing per row.
+    One(ArrayRef),
+    /// Several (a batch).
+    Many(KeySet),
+}
+
+impl Wanted {
+    fn new(keys: &[String]) -> Self {
+        match keys {
+            [one] => Self::One(Arc::new(StringArray::from_iter_values([one]))),
+            _ => Self::Many(KeySet::new(keys)),
+        }
+    }
+
+    /// Which rows of a page's key column hold a wanted key (a null key never does).
+    fn rows_in(&self, keys: &StringArray) -> Result<BooleanArray, ArrowError> {
+        match self {
+            Self::One(key) => eq(keys, &Scalar::new(key.clone())),
+            Self::Many(set) => Ok(BooleanArray::new(
+                BooleanBuffer::collect_bool(keys.len(), |r| {
+                    keys.is_valid(r) && set.contains(keys.value(r))
+                }),
+                None,
+            )),
+        }
+    }
+}
+
+/// The keys of a batch: a bitmap under a cheap hash turns most rows away before the set's own
+/// (DoS-resistant) hash is computed. Keys chosen to pass the bitmap only cost that hash, as
+/// every row did before.
+struct KeySet {
     set: HashSet<String>,
     bits: Vec<u64>,
     /// log2 of the bitmap's size in bits.
     shift: u32,
 }
 
-impl Wanted {
+impl KeySet {
     fn new(keys: &[String]) -> Self {
         let set: HashSet<String> = keys.iter().cloned().collect();
         // About 16 bits per key: roughly one row in sixteen that is not wanted gets past.
@@ -474,14 +491,15 @@ fn in_catalog_order(table: &TableManifest, b: &RecordBatch) -> Result<RecordBatc
 
 #[cfg(test)]
 mod tests {
-    use super::Wanted;
+    use super::{KeySet, Wanted};
+    use arrow::array::{Array, StringArray};
 
     #[test]
     fn wanted_keys_are_found_and_no_other_key_is() {
         let id = |i: u64| format!("4406051985{:08}", i * 7919 % 100_000_000);
         for n in [1usize, 3, 1000] {
             let keys: Vec<String> = (0..n as u64).map(id).collect();
-            let w = Wanted::new(&keys);
+            let w = KeySet::new(&keys);
             assert!(keys.iter().all(|k| w.contains(k)));
             let others = (n as u64..n as u64 + 20_000).map(id);
             assert!(others.clone().all(|k| !w.contains(&k)));
@@ -492,6 +510,15 @@ mod tests {
             });
             assert!(past.count() < 20_000 / 4, "{n} keys");
         }
-        assert!(!Wanted::new(&["a".into()]).contains(""));
+        assert!(!KeySet::new(&["a".into()]).contains(""));
+        // Both kinds agree on a page that holds wanted, other and null keys.
+        let page = StringArray::from(vec![Some(id(1)), None, Some(id(5_000)), Some(id(2))]);
+        for keys in [vec![id(1)], vec![id(1), id(2)]] {
+            let rows = Wanted::new(&keys).rows_in(&page).unwrap();
+            let found: Vec<bool> = (0..rows.len())
+                .map(|r| rows.is_valid(r) && rows.value(r))
+                .collect();
+            assert_eq!(found, [true, false, false, keys.len() == 2]);
+        }
     }
 }
