@@ -34,7 +34,7 @@ impl LocalFile {
                 let mut buf = vec![0u8; usize::try_from(r.end.checked_sub(r.start)?).ok()?];
                 let mut done = 0;
                 while done < buf.len() {
-                    let n = read_cached_at(file, &mut buf[done..], r.start + done as u64)?;
+                    let n = read_cached_at(file, &mut buf[done..], r.start + done as u64).ok()?;
                     if n == 0 {
                         return None;
                     }
@@ -46,22 +46,17 @@ impl LocalFile {
     }
 }
 
-/// Bytes read at `offset` without waiting for the disk; `None` when the read would wait.
+/// Bytes read at `offset` without waiting for the disk; an error when the read would wait.
 #[cfg(all(target_os = "linux", not(target_env = "musl")))]
-fn read_cached_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> Option<usize> {
+fn read_cached_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     use rustix::io::{ReadWriteFlags, preadv2};
-    preadv2(
-        file,
-        &mut [std::io::IoSliceMut::new(buf)],
-        offset,
-        ReadWriteFlags::NOWAIT,
-    )
-    .ok()
+    let slices = &mut [std::io::IoSliceMut::new(buf)];
+    Ok(preadv2(file, slices, offset, ReadWriteFlags::NOWAIT)?)
 }
 
 #[cfg(not(all(target_os = "linux", not(target_env = "musl"))))]
-fn read_cached_at(_file: &std::fs::File, _buf: &mut [u8], _offset: u64) -> Option<usize> {
-    None
+fn read_cached_at(_file: &std::fs::File, _buf: &mut [u8], _offset: u64) -> std::io::Result<usize> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }
 
 #[cfg(test)]
@@ -81,14 +76,10 @@ mod tests {
         // A file system without `RWF_NOWAIT` reads (tmpfs on some kernels) always leaves reads
         // to the store; there is nothing to check here.
         let probe = std::fs::File::open(&path).unwrap();
-        let mut one = [0u8; 1];
-        let nowait = rustix::io::preadv2(
-            &probe,
-            &mut [std::io::IoSliceMut::new(&mut one)],
-            0,
-            rustix::io::ReadWriteFlags::NOWAIT,
-        );
-        if nowait == Err(rustix::io::Errno::OPNOTSUPP) {
+        let nowait = read_cached_at(&probe, &mut [0u8; 1], 0);
+        if nowait
+            .is_err_and(|e| e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()))
+        {
             eprintln!("skipped: the temporary directory does not take RWF_NOWAIT reads");
             return;
         }
