@@ -10,10 +10,11 @@
 //! `cargo bench -p citybrain-benches --bench lookup_e2e` (env: CITYBRAIN_BENCH_PERSONS, default
 //! 200000; CITYBRAIN_BENCH_SECS per round, default 4; CITYBRAIN_BENCH_ROUNDS per sink and load,
 //! default 3; CITYBRAIN_BENCH_CLIENTS, default 32; CITYBRAIN_BENCH_RATE of the open loop,
-//! default 1000 lookups/s).
+//! default 1000 lookups/s; CITYBRAIN_BENCH_GATHER_US and CITYBRAIN_BENCH_GATHER_CALLS, the
+//! durable log's batch gathering, default as the hub's).
 
 use citybrain::hub::{self, HubOptions};
-use citybrain_audit::Entry;
+use citybrain_audit::{Entry, Gather};
 use citybrain_gateway::AuditSink;
 use citybrain_governance::{ApplyRequest, Decision, Governance, Mask, Mode};
 use citybrain_proto::v1 as pb;
@@ -257,7 +258,18 @@ fn main() {
         }
         copy_dir(&a, &b);
         let keys = Arc::new(keys(&a.join(hub::TABLES_DIR), 5_000));
-        let durable = hub::start(&HubOptions::new(&a)).await.unwrap();
+        let mut opts = HubOptions::new(&a);
+        opts.audit_gather = Gather {
+            time: Duration::from_micros(env(
+                "CITYBRAIN_BENCH_GATHER_US",
+                Gather::DEFAULT.time.as_micros() as u64,
+            )),
+            min_calls: env(
+                "CITYBRAIN_BENCH_GATHER_CALLS",
+                Gather::DEFAULT.min_calls as u64,
+            ) as usize,
+        };
+        let durable = hub::start(&opts).await.unwrap();
         let mut opts = HubOptions::new(&b);
         opts.audit_sink = Some(Arc::new(MemorySink(AtomicU64::new(0))));
         let memory = hub::start(&opts).await.unwrap();

@@ -34,7 +34,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
 
@@ -100,16 +100,16 @@ pub struct AuditConfig {
     pub segment_bytes: u64,
     /// Longest time between checkpoints while records arrive.
     pub checkpoint_interval: Duration,
-    /// Longest time a batch is held open for the records of calls still under way (see
+    /// When a batch is held open for the records of calls still under way (see
     /// [`AuditLog::underway`]).
-    pub gather: Duration,
+    pub gather: Gather,
     /// Failure injection.
     pub faults: Arc<Faults>,
 }
 
 impl AuditConfig {
-    /// Defaults: 64 MiB segments, a checkpoint every second, batches held open for at most
-    /// 200 µs.
+    /// Defaults: 64 MiB segments, a checkpoint every second, batches held open as
+    /// [`Gather::DEFAULT`].
     pub fn new(dir: impl Into<PathBuf>, signing_key: SigningKey, hmac_secret: [u8; 32]) -> Self {
         Self {
             dir: dir.into(),
@@ -117,14 +117,42 @@ impl AuditConfig {
             hmac_secret,
             segment_bytes: 64 * 1024 * 1024,
             checkpoint_interval: Duration::from_secs(1),
-            gather: DEFAULT_GATHER,
+            gather: Gather::DEFAULT,
             faults: Arc::new(Faults::default()),
         }
     }
 }
 
-/// How long a batch waits by default for the records of calls still under way.
-pub const DEFAULT_GATHER: Duration = Duration::from_micros(200);
+/// When the writer holds a batch open for the records of calls still under way.
+///
+/// Holding a batch lets the records of calls served together share one sync instead of each
+/// paying for its own; it costs the calls already in the batch up to `time`. That pays only
+/// when enough calls are under way to fill the wait, so a batch is held only when at least
+/// `min_calls` other calls are. A call counts as under way from the moment the gateway takes
+/// it until its record is handed over; calls that do not wait on I/O run start to finish on
+/// one worker, so with few workers few calls are ever under way at once, and the default asks
+/// for one. Machines with many workers may ask for more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gather {
+    /// Longest a batch is held open (zero: never).
+    pub time: Duration,
+    /// Calls under way, besides those whose records are in the batch, needed to hold it.
+    pub min_calls: usize,
+}
+
+impl Gather {
+    /// At most 200 µs, and only while another call is under way.
+    pub const DEFAULT: Gather = Gather {
+        time: Duration::from_micros(200),
+        min_calls: 1,
+    };
+}
+
+impl Default for Gather {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
 
 /// What recovery at start found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -167,7 +195,7 @@ pub fn key_id(key: &VerifyingKey) -> String {
 struct Shared {
     tx: mpsc::Sender<writer::Req>,
     failed: Arc<AtomicBool>,
-    underway: Arc<AtomicUsize>,
+    underway: Arc<Marks>,
     syncs: Arc<AtomicU64>,
     hasher: KeyHasher,
     tail: broadcast::Sender<Arc<Stored>>,
@@ -177,14 +205,30 @@ struct Shared {
     recovery: Recovery,
 }
 
+/// Calls under way, and the writer to wake when none is left.
+pub(crate) struct Marks {
+    pub(crate) count: AtomicUsize,
+    /// Whether the writer sleeps holding a batch open.
+    pub(crate) gathering: AtomicBool,
+    /// The writer thread (set once it is started).
+    writer: OnceLock<std::thread::Thread>,
+}
+
 /// A call whose record is still to come (see [`AuditLog::underway`]).
 pub struct Underway {
-    count: Arc<AtomicUsize>,
+    marks: Arc<Marks>,
 }
 
 impl Drop for Underway {
     fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::SeqCst);
+        // The last one wakes a writer holding a batch open (it sleeps without being woken by
+        // every record that arrives meanwhile); a writer doing anything else ignores it.
+        if self.marks.count.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.marks.gathering.load(Ordering::SeqCst)
+            && let Some(t) = self.marks.writer.get()
+        {
+            t.unpark();
+        }
     }
 }
 
@@ -233,7 +277,11 @@ impl AuditLog {
             .map_err(|e| Error::io(&cfg.dir.join(segment_name(segment)), e))?
             .len();
         let failed = Arc::new(AtomicBool::new(false));
-        let underway = Arc::new(AtomicUsize::new(0));
+        let underway = Arc::new(Marks {
+            count: AtomicUsize::new(0),
+            gathering: AtomicBool::new(false),
+            writer: OnceLock::new(),
+        });
         let syncs = Arc::new(AtomicU64::new(0));
         let meter = Arc::new(Mutex::new(meter));
         let (tail, _) = broadcast::channel(4096);
@@ -259,10 +307,11 @@ impl AuditLog {
             meter: meter.clone(),
             tail: tail.clone(),
         };
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || w.run(rx))
             .map_err(|e| Error::io(&cfg.dir, e))?;
+        let _ = underway.writer.set(writer.thread().clone());
         tracing::info!(
             records = recovery.records,
             torn_bytes = recovery.torn_bytes,
@@ -284,20 +333,29 @@ impl AuditLog {
         })
     }
 
-    /// Appends a record and waits until it is durable; returns its sequence number.
-    pub async fn append(&self, entry: Entry) -> Result<u64> {
-        if self.is_failed() {
-            return Err(Error::Unavailable);
+    /// Appends a record; the future resolves with its sequence number once it is durable.
+    /// The record is handed to the writer before this returns, so a call may release its
+    /// [`Underway`] mark as soon as it has the future.
+    pub fn append(&self, entry: Entry) -> impl Future<Output = Result<u64>> + Send + use<> {
+        let sent = if self.is_failed() {
+            None
+        } else {
+            let (reply, rx) = oneshot::channel();
+            self.shared
+                .tx
+                .send(writer::Req::Append {
+                    entry,
+                    reply: Some(reply),
+                })
+                .ok()
+                .map(|()| rx)
+        };
+        async move {
+            match sent {
+                Some(rx) => rx.await.map_err(|_| Error::Unavailable)?,
+                None => Err(Error::Unavailable),
+            }
         }
-        let (reply, rx) = oneshot::channel();
-        self.shared
-            .tx
-            .send(writer::Req::Append {
-                entry,
-                reply: Some(reply),
-            })
-            .map_err(|_| Error::Unavailable)?;
-        rx.await.map_err(|_| Error::Unavailable)?
     }
 
     /// Appends a record without waiting (for calls whose answer will never be sent: the client
@@ -311,13 +369,14 @@ impl AuditLog {
                 .is_ok()
     }
 
-    /// Marks a call under way: until the mark is dropped (when the call's record is made) the
-    /// writer expects a record soon, and holds a batch open briefly so the records of calls
-    /// served together share one sync instead of each paying for its own.
+    /// Marks a call under way: until the mark is dropped (once the call's record is handed
+    /// to [`append`](Self::append) or [`submit`](Self::submit)) the writer expects a record
+    /// soon, and may hold a batch open briefly (see [`Gather`]) so the records of calls served
+    /// together share one sync instead of each paying for its own.
     pub fn underway(&self) -> Underway {
-        self.shared.underway.fetch_add(1, Ordering::SeqCst);
+        self.shared.underway.count.fetch_add(1, Ordering::SeqCst);
         Underway {
-            count: self.shared.underway.clone(),
+            marks: self.shared.underway.clone(),
         }
     }
 

@@ -14,12 +14,12 @@
 use crate::chain::{Head, segment_name};
 use crate::meter::Meter;
 use crate::record::{Body, Checkpoint, Entry, Payload, Stored, checkpoint_message, encode, hex};
-use crate::{Error, Faults, Result};
+use crate::{Error, Faults, Gather, Marks, Result};
 use ed25519_dalek::{Signer, SigningKey};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,11 +60,11 @@ pub(crate) struct Writer {
     pub(crate) last_checkpoint: Instant,
     pub(crate) failed: Arc<AtomicBool>,
     /// Calls whose records are still to come.
-    pub(crate) underway: Arc<AtomicUsize>,
-    /// Longest a batch is held open for them. Without it, under load each sync carries the
+    pub(crate) underway: Arc<Marks>,
+    /// When a batch is held open for them. Without it, under load each sync carries the
     /// one or two records that arrived during the last one, and a sync's fixed cost (a write,
     /// a flush, waking the writer and the callers) is paid per call.
-    pub(crate) gather: Duration,
+    pub(crate) gather: Gather,
     /// Batches made durable.
     pub(crate) syncs: Arc<AtomicU64>,
     pub(crate) faults: Arc<Faults>,
@@ -125,25 +125,42 @@ impl Writer {
         }
     }
 
-    /// Holds the batch open while calls are under way, for at most `gather`. Stops at once
-    /// when none is (a lone call waits for nothing) or when a close is asked for.
+    /// Holds the batch open while calls are under way, for at most `gather.time`, when at
+    /// least `gather.min_calls` are at the start. Stops as soon as none is left (the last
+    /// mark wakes the writer), the batch is full, or a close is asked for.
+    ///
+    /// The writer sleeps meanwhile rather than waiting on the channel: waiting on it would
+    /// wake the writer, and cost every sender a wake-up call, once per record that arrives.
     fn gather(&self, rx: &Receiver<Req>, batch: &mut Vec<Req>) {
-        let Some(until) = Instant::now().checked_add(self.gather) else {
+        let under_way = || self.underway.count.load(Ordering::SeqCst);
+        if self.gather.time.is_zero() || under_way() < self.gather.min_calls.max(1) {
+            return;
+        }
+        let Some(until) = Instant::now().checked_add(self.gather.time) else {
             return;
         };
-        while batch.len() < MAX_BATCH
-            && self.underway.load(Ordering::SeqCst) > 0
-            && !batch.iter().any(|r| matches!(r, Req::Close { .. }))
-        {
+        self.underway.gathering.store(true, Ordering::SeqCst);
+        loop {
+            // Read before draining: a call hands over its record before dropping its mark, so
+            // when none is left, every record they sent is in the channel now.
+            let none_left = under_way() == 0;
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
             let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if none_left
+                || batch.len() >= MAX_BATCH
+                || left.is_zero()
+                || batch.iter().any(|r| matches!(r, Req::Close { .. }))
+            {
                 break;
             }
-            match rx.recv_timeout(left) {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
+            std::thread::park_timeout(left);
         }
+        self.underway.gathering.store(false, Ordering::SeqCst);
     }
 
     fn commit(&mut self, appends: Vec<(Entry, Option<oneshot::Sender<Result<u64>>>)>) {

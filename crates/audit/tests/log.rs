@@ -1,8 +1,8 @@
 //! The audit log: durable, chained, signed, recoverable, and every kind of tampering is caught.
 
 use citybrain_audit::{
-    AuditConfig, AuditLog, Entry, Error, Filter, Outcome, Problem, VerifyFailure, list_segments,
-    read_segment, verify_dir,
+    AuditConfig, AuditLog, Entry, Error, Filter, Gather, Outcome, Problem, VerifyFailure,
+    list_segments, read_segment, verify_dir,
 };
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
@@ -527,7 +527,10 @@ async fn sealed_segments_are_read_from_their_summaries_while_they_still_match() 
 async fn records_of_calls_under_way_share_one_sync_and_a_lone_call_waits_for_none() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = AuditConfig::new(dir.path(), key(), [9u8; 32]);
-    c.gather = Duration::from_secs(60);
+    c.gather = Gather {
+        time: Duration::from_secs(60),
+        min_calls: 1,
+    };
     let log = AuditLog::open(c).unwrap();
 
     // Nothing else under way: the record is synced at once, not held for the gather time.
@@ -539,21 +542,22 @@ async fn records_of_calls_under_way_share_one_sync_and_a_lone_call_waits_for_non
     assert!(before >= 1);
 
     // Two calls under way: the first record waits for the second, and one sync carries both.
+    // Each call hands its record over, then drops its mark, as the gateway does.
     let (a, b) = (log.underway(), log.underway());
-    let first = {
-        let log = log.clone();
-        tokio::spawn(async move {
-            drop(a);
-            log.append(entry(1, "hrss")).await
-        })
-    };
+    let first = log.append(entry(1, "hrss"));
+    drop(a);
+    let first = tokio::spawn(first);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !first.is_finished(),
         "held open while another call is under way"
     );
+    let second = log.append(entry(2, "health"));
     drop(b);
-    log.append(entry(2, "health")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), second)
+        .await
+        .expect("the last call's record ends the wait")
+        .unwrap();
     first.await.unwrap().unwrap();
     assert_eq!(log.syncs() - before, 1, "both records in one sync");
     log.close().await.unwrap();
@@ -562,12 +566,46 @@ async fn records_of_calls_under_way_share_one_sync_and_a_lone_call_waits_for_non
     // A call that never makes its record holds a batch for the gather time only.
     let dir = tempfile::tempdir().unwrap();
     let mut c = AuditConfig::new(dir.path(), key(), [9u8; 32]);
-    c.gather = Duration::from_millis(50);
+    c.gather = Gather {
+        time: Duration::from_millis(50),
+        min_calls: 1,
+    };
     let log = AuditLog::open(c).unwrap();
     let _forever = log.underway();
     tokio::time::timeout(Duration::from_secs(30), log.append(entry(3, "hrss")))
         .await
         .expect("held for the gather time only")
+        .unwrap();
+    log.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_held_only_for_as_many_calls_as_the_gather_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = AuditConfig::new(dir.path(), key(), [9u8; 32]);
+    c.gather = Gather {
+        time: Duration::from_secs(60),
+        min_calls: 3,
+    };
+    let log = AuditLog::open(c).unwrap();
+
+    // Two other calls under way, three asked for: synced at once.
+    let marks = (log.underway(), log.underway());
+    tokio::time::timeout(Duration::from_secs(30), log.append(entry(0, "hrss")))
+        .await
+        .expect("not held for too few calls")
+        .unwrap();
+
+    // Three: held until none is left.
+    let third = log.underway();
+    let held = tokio::spawn(log.append(entry(1, "hrss")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "held open for three calls under way");
+    drop((marks, third));
+    tokio::time::timeout(Duration::from_secs(30), held)
+        .await
+        .expect("the last mark dropped ends the wait")
+        .unwrap()
         .unwrap();
     log.close().await.unwrap();
 }

@@ -430,6 +430,12 @@ pub struct LimitArgs {
     #[arg(long, env = "CITYBRAIN_AUDIT_GATHER_US", default_value_t = 200,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub audit_gather_us: u64,
+    /// Calls that must be under way for an audit batch to wait for their records (fewer: the
+    /// batch is synced at once). A call that does not wait on I/O runs on one worker from
+    /// start to record, so more than the worker count rarely are.
+    #[arg(long, env = "CITYBRAIN_AUDIT_GATHER_CALLS", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub audit_gather_calls: u64,
 }
 
 /// `citybrain datagen`.

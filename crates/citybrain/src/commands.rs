@@ -4,6 +4,7 @@ use crate::Result;
 use crate::cli::{CatalogCommand, ClientArgs, DatagenArgs, ServeArgs, TokenArgs};
 use crate::error::Error;
 use crate::hub::{self, DEMO_CALLERS, HubOptions};
+use citybrain_audit::Gather;
 use citybrain_gateway::{Limits, SqlLimits};
 use citybrain_proto::v1 as pb;
 use citybrain_proto::v1::catalog_service_client::CatalogServiceClient;
@@ -49,7 +50,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         listen: args.listen,
         limits,
         audit_faults: None,
-        audit_gather: Duration::from_micros(args.limits.audit_gather_us),
+        audit_gather: Gather {
+            time: Duration::from_micros(args.limits.audit_gather_us),
+            min_calls: args.limits.audit_gather_calls as usize,
+        },
         audit_sink: None,
         sql_limits: SqlLimits {
             query_memory_bytes: args.limits.sql_memory_mib << 20,

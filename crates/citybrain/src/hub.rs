@@ -2,7 +2,7 @@
 
 use crate::Result;
 use crate::error::Error;
-use citybrain_audit::{AuditConfig, AuditLog, DEFAULT_GATHER, Faults};
+use citybrain_audit::{AuditConfig, AuditLog, Faults, Gather};
 use citybrain_auth::{Authenticator, LocalIssuer, load_trusted_keys};
 use citybrain_catalog::{ApplyReport, Catalog, TableManifest};
 use citybrain_engine::{DataRoot, Engine};
@@ -11,7 +11,6 @@ use citybrain_types::Role;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 include!(concat!(env!("OUT_DIR"), "/embedded_catalog.rs"));
 
@@ -45,8 +44,8 @@ pub struct HubOptions {
     pub limits: Limits,
     /// Failure injection for the audit log (tests of the fail-closed path).
     pub audit_faults: Option<Arc<Faults>>,
-    /// Longest an audit batch waits for the records of calls still being served.
-    pub audit_gather: Duration,
+    /// When an audit batch waits for the records of calls still being served.
+    pub audit_gather: Gather,
     /// Send call records elsewhere than the audit log (benchmarks only).
     pub audit_sink: Option<Arc<dyn citybrain_gateway::AuditSink>>,
     /// Limits of governed SQL.
@@ -63,7 +62,7 @@ impl HubOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             limits: Limits::default(),
             audit_faults: None,
-            audit_gather: DEFAULT_GATHER,
+            audit_gather: Gather::DEFAULT,
             audit_sink: None,
             sql_limits: SqlLimits::default(),
         }
@@ -97,7 +96,7 @@ impl Started {
 pub fn open_audit(
     data_dir: &Path,
     faults: Option<Arc<Faults>>,
-    gather: Duration,
+    gather: Gather,
 ) -> Result<AuditLog> {
     let keys = data_dir.join(KEYS_DIR);
     let mut cfg = AuditConfig::new(

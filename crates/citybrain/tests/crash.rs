@@ -113,7 +113,7 @@ async fn sigkill_under_load_loses_no_answered_call() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 records after the last checkpoint"));
 
-    let log = citybrain::hub::open_audit(&data, None, citybrain_audit::DEFAULT_GATHER).unwrap();
+    let log = citybrain::hub::open_audit(&data, None, citybrain_audit::Gather::DEFAULT).unwrap();
     let mut recorded = std::collections::HashSet::new();
     let (page, _) = log
         .search(&citybrain_audit::Filter::default(), 1_000_000, None)

@@ -49,7 +49,8 @@ impl Counters {
 pub trait AuditSink: Send + Sync + 'static {
     /// Whether the sink refuses records (the hub then refuses calls).
     fn is_failed(&self) -> bool;
-    /// Records one call and resolves when the record is durable.
+    /// Records one call and resolves when the record is durable. The record is handed over
+    /// before this returns (the call's [`Underway`] mark may be dropped then).
     fn append(&self, entry: Entry) -> BoxFuture<'static, citybrain_audit::Result<u64>>;
     /// Records one call without waiting; false when the sink refuses.
     fn submit(&self, entry: Entry) -> bool;
@@ -65,8 +66,7 @@ impl AuditSink for AuditLog {
     }
 
     fn append(&self, entry: Entry) -> BoxFuture<'static, citybrain_audit::Result<u64>> {
-        let log = self.clone();
-        async move { log.append(entry).await }.boxed()
+        AuditLog::append(self, entry).boxed()
     }
 
     fn submit(&self, entry: Entry) -> bool {
@@ -181,14 +181,13 @@ struct Pending {
     time_us: i64,
     start: Instant,
     armed: bool,
-    /// Dropped when the record is made: the log stops expecting it.
+    /// Dropped once the record is handed to the log: the log stops expecting it.
     underway: Option<Underway>,
 }
 
 impl Pending {
     fn entry(&mut self, code: Code) -> Entry {
         self.armed = false;
-        self.underway = None;
         let d = self.ctx.draft().clone();
         Entry {
             call_id: std::mem::take(&mut self.call_id),
@@ -268,8 +267,9 @@ where
             tracing::warn!(%path, "call shed at the concurrency limit");
             let mut entry = pending.entry(Code::ResourceExhausted);
             entry.outcome = Outcome::Shed;
+            let durable = layer.audit.append(entry);
             return Box::pin(async move {
-                Ok(match layer.audit.append(entry).await {
+                Ok(match durable.await {
                     Ok(_) => Status::resource_exhausted(
                         "the hub is at its concurrency limit; retry with backoff",
                     )
@@ -310,7 +310,9 @@ where
                 .or_else(|| status_header(&res))
                 .unwrap_or(Code::Ok);
             let entry = pending.entry(code);
-            let res = match layer.audit.append(entry).await {
+            let durable = layer.audit.append(entry);
+            drop(pending.underway.take());
+            let res = match durable.await {
                 Ok(_) => res,
                 Err(_) => {
                     Counters::bump(&layer.counters.unrecorded);
