@@ -464,6 +464,10 @@ pub struct DatagenArgs {
         default_value_t = 131_072
     )]
     pub row_group_rows: usize,
+    /// Rows per data page: a lookup decodes one page of each column it returns, so smaller
+    /// pages make lookups cheaper and the page index larger.
+    #[arg(long, env = "CITYBRAIN_DATAGEN_PAGE_ROWS", default_value_t = citybrain_datagen::PAGE_ROWS)]
+    pub page_rows: usize,
 }
 
 /// `citybrain catalog …`.

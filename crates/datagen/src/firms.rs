@@ -76,16 +76,7 @@ pub(crate) fn generate(
             "too few adult residents to act as legal representatives".into(),
         ));
     }
-    let open = |def: schema::TableDef| {
-        TableWriter::new(
-            &cfg.out,
-            def.dataset,
-            &def.columns,
-            0,
-            cfg.rows_per_file,
-            cfg.row_group_rows,
-        )
-    };
+    let open = |def: schema::TableDef| TableWriter::new(cfg, def.dataset, &def.columns, 0);
     let mut entities = open(schema::entities())?;
     let mut licences = open(schema::business_licences())?;
     let mut rng = Rng::derive(cfg.seed, "entities");

@@ -39,6 +39,8 @@ pub struct Config {
     pub rows_per_file: u64,
     /// Rows per row group.
     pub row_group_rows: usize,
+    /// Rows per data page (at most; a page also ends at the writer's page size in bytes).
+    pub page_rows: usize,
     /// Draw a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
 }
@@ -52,6 +54,7 @@ impl Config {
             seed: 20190601,
             rows_per_file: 2_000_000,
             row_group_rows: 128 * 1024,
+            page_rows: PAGE_ROWS,
             progress: false,
         }
     }
@@ -129,9 +132,9 @@ pub const PERSONS_PER_ADDRESS: f64 = 2.6;
 
 /// Generates every table. Returns one summary per table, in [`schema::all`] order.
 pub fn generate(cfg: &Config) -> Result<Vec<TableSummary>> {
-    if cfg.rows_per_file == 0 || cfg.row_group_rows == 0 {
+    if cfg.rows_per_file == 0 || cfg.row_group_rows == 0 || cfg.page_rows == 0 {
         return Err(Error::Parameter(
-            "rows per file and rows per row group must be positive".into(),
+            "rows per file, rows per row group and rows per page must be positive".into(),
         ));
     }
     let entities = (cfg.persons as f64 * ENTITIES_PER_PERSON) as u64;
@@ -187,14 +190,7 @@ fn write_addresses(
     use writer::V;
     bar.set_message("addresses");
     let def = schema::addresses();
-    let mut w = writer::TableWriter::new(
-        &cfg.out,
-        def.dataset,
-        &def.columns,
-        0,
-        cfg.rows_per_file,
-        cfg.row_group_rows,
-    )?;
+    let mut w = writer::TableWriter::new(cfg, def.dataset, &def.columns, 0)?;
     for i in 0..space.len() {
         let a = space.get(i);
         w.push(&[

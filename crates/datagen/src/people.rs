@@ -236,16 +236,7 @@ struct Writers {
 
 impl Writers {
     fn new(cfg: &Config) -> Result<Self> {
-        let open = |def: schema::TableDef| {
-            TableWriter::new(
-                &cfg.out,
-                def.dataset,
-                &def.columns,
-                0,
-                cfg.rows_per_file,
-                cfg.row_group_rows,
-            )
-        };
+        let open = |def: schema::TableDef| TableWriter::new(cfg, def.dataset, &def.columns, 0);
         Ok(Self {
             residents: open(schema::residents())?,
             insurance: open(schema::social_insurance())?,

@@ -1,6 +1,6 @@
 //! Writing one table as a dataset of Parquet files laid out for point lookups.
 
-use crate::{Error, Result};
+use crate::{Config, Error, Result};
 use arrow::array::{ArrayRef, Date32Builder, Float64Builder, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -10,10 +10,11 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Rows per data page: a lookup decodes one page of about this many rows.
+/// Rows per data page by default: a lookup decodes one page of about this many rows of each
+/// column it returns.
 pub const PAGE_ROWS: usize = 1024;
 /// Rows buffered before a batch is handed to the Parquet writer.
 const BATCH_ROWS: usize = 8192;
@@ -78,17 +79,15 @@ pub(crate) struct TableWriter {
 }
 
 impl TableWriter {
-    /// A writer into `root/dataset`, which must not hold Parquet files yet. `sort_key` is the
+    /// A writer into `cfg.out/dataset`, which must not hold Parquet files yet. `sort_key` is the
     /// column the rows arrive sorted by (recorded in the file metadata).
     pub(crate) fn new(
-        root: &Path,
+        cfg: &Config,
         dataset: &str,
         defs: &[ColumnDef],
         sort_key: usize,
-        rows_per_file: u64,
-        row_group_rows: usize,
     ) -> Result<Self> {
-        let dir = root.join(dataset);
+        let dir = cfg.out.join(dataset);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let occupied = std::fs::read_dir(&dir)
             .map_err(|e| Error::io(&dir, e))?
@@ -106,9 +105,9 @@ impl TableWriter {
         ));
         let mut props = WriterProperties::builder()
             .set_compression(Compression::LZ4_RAW)
-            .set_data_page_row_count_limit(PAGE_ROWS)
-            .set_write_batch_size(PAGE_ROWS)
-            .set_max_row_group_row_count(Some(row_group_rows))
+            .set_data_page_row_count_limit(cfg.page_rows)
+            .set_write_batch_size(cfg.page_rows)
+            .set_max_row_group_row_count(Some(cfg.row_group_rows))
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_dictionary_enabled(false)
             // A fixed creator string keeps output byte-identical across builds.
@@ -136,7 +135,7 @@ impl TableWriter {
             props: props.build(),
             builders,
             buffered: 0,
-            rows_per_file,
+            rows_per_file: cfg.rows_per_file,
             rows_in_file: 0,
             file_index: 0,
             current: None,

@@ -9,11 +9,13 @@
 //! One exception, which cannot change an answer: a condition of the query over unmasked granted
 //! columns only, of the kinds that cannot fail on a value (comparisons with values of the same
 //! type, IN, BETWEEN, LIKE with a fixed pattern, null tests, boolean logic), under a grant whose
-//! row filter cannot fail on a value either, is lent to the file scan: the Parquet
+//! row filter cannot fail on a value either, is handed to the file scan: the Parquet
 //! reader skips row groups and pages whose statistics show no row can match, and raw rows that
 //! fail it are dropped before the policy's work. An unmasked column's visible value is its raw
 //! value and the condition cannot fail, so this drops exactly the visible rows the query would
-//! drop; the condition is still applied again above the scan, to governed rows.
+//! drop, and the condition is not applied again above the scan (the scan tells the planner it
+//! applies it exactly; evaluating it twice cost a governed filter-and-count about a tenth more
+//! than the same query on plain DataFusion).
 //! What can leak is timing at row-group granularity: how long a query takes depends on the
 //! min/max statistics of row groups, including rows the row filter hides, as a full scan's time
 //! depends on their number.
@@ -166,30 +168,22 @@ impl GovernedTable {
 }
 
 impl GovernedTable {
-    /// The file scan narrowed by the query's conditions that [`GovernedTable::prunes`] accepts:
-    /// the Parquet reader skips row groups and pages whose statistics rule them out, and rows
-    /// that fail them are dropped before the policy's work. They are applied again above the
-    /// scan. A condition that does not compile here is simply not lent.
+    /// The file scan narrowed by the query's conditions that [`GovernedTable::prunes`] accepts
+    /// (unqualified; the scan reads their columns): the Parquet reader skips row groups and
+    /// pages whose statistics rule them out, and rows that fail them are dropped before the
+    /// policy's work. The planner was told they are applied exactly, so one that cannot be
+    /// applied fails the query rather than being left out.
     fn narrowed(
         &self,
         state: &dyn Session,
         inner: Arc<dyn ExecutionPlan>,
-        filters: &[Expr],
+        lent: Vec<Expr>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let schema = DFSchema::try_from(inner.schema().as_ref().clone())?;
-        let mut lent = Vec::new();
-        for f in filters.iter().filter(|f| self.prunes(f)) {
-            let f = unqualify(f.clone())?;
-            if f.column_refs().iter().all(|c| schema.has_column(c)) {
-                lent.push(f);
-            }
-        }
         let Some(condition) = conjunction(lent) else {
             return Ok(inner);
         };
-        let Ok(predicate) = state.create_physical_expr(condition, &schema) else {
-            return Ok(inner);
-        };
+        let schema = DFSchema::try_from(inner.schema().as_ref().clone())?;
+        let predicate = state.create_physical_expr(condition, &schema)?;
         let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, inner)?);
         FilterPushdown::new().optimize(filtered, state.config_options())
     }
@@ -223,7 +217,7 @@ impl TableProvider for GovernedTable {
         Ok(filters
             .iter()
             .map(|f| match self.prunes(f) {
-                true => TableProviderFilterPushDown::Inexact,
+                true => TableProviderFilterPushDown::Exact,
                 false => TableProviderFilterPushDown::Unsupported,
             })
             .collect())
@@ -251,6 +245,22 @@ impl TableProvider for GovernedTable {
                 })?),
             };
         }
+        // The query's conditions the scan applies, and the columns they need.
+        let lent = filters
+            .iter()
+            .filter(|f| self.prunes(f))
+            .map(|f| unqualify(f.clone()))
+            .collect::<Result<Vec<Expr>>>()?;
+        let output = self.policy.output_schema();
+        for c in lent.iter().flat_map(|f| f.column_refs()) {
+            let table_column = output
+                .index_of(&c.name)
+                .ok()
+                .and_then(|o| granted.get(o).copied());
+            raw.insert(table_column.ok_or_else(|| {
+                DataFusionError::Internal(format!("condition column {c} of {} unknown", self.name))
+            })?);
+        }
         let raw: Vec<usize> = raw.into_iter().collect();
         // The session's Parquet settings (bloom filters are not read: see the crate docs).
         let format = ParquetFormat::default().with_options(state.default_table_options().parquet);
@@ -260,7 +270,7 @@ impl TableProvider for GovernedTable {
             .with_schema(self.read_schema.clone());
         let files = ListingTable::try_new(config)?;
         let inner = files.scan(state, Some(&raw), &[], None).await?;
-        let inner = self.narrowed(state, inner, filters)?;
+        let inner = self.narrowed(state, inner, lent)?;
         let schema = Arc::new(self.schema.project(&wanted)?);
         let partitions = inner.output_partitioning().partition_count();
         let properties = Arc::new(PlanProperties::new(
@@ -690,6 +700,58 @@ mod tests {
             .sum();
         assert_eq!(rows, 200);
         assert_eq!(row_groups_pruned(&plan), 0);
+    }
+
+    #[tokio::test]
+    async fn a_lent_condition_is_applied_exactly_even_when_its_column_is_not_returned() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_residents(dir.path());
+        let url = ListingTableUrl::parse(format!("{}/", dir.path().display())).expect("url");
+        let t = residents_at(url);
+        let ctx = datafusion::prelude::SessionContext::new();
+        let id = |i: i32| lit(format!("440605{i:012}"));
+        let range = col("id_number")
+            .gt_eq(id(150))
+            .and(col("id_number").lt(id(250)));
+        let masked = col("name").eq(lit("张**"));
+        // The planner leaves a lent condition to the scan alone; others it applies above.
+        assert_eq!(
+            t.supports_filters_pushdown(&[&range, &masked])
+                .expect("pushdown"),
+            vec![
+                TableProviderFilterPushDown::Exact,
+                TableProviderFilterPushDown::Unsupported
+            ]
+        );
+        // Only the town is asked for: the scan still reads id_number to apply the condition.
+        let town = t.schema().index_of("town").expect("town");
+        let plan = t
+            .scan(&ctx.state(), Some(&vec![town]), &[range], None)
+            .await
+            .expect("scan");
+        let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
+            .await
+            .expect("run");
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 50, "rows 150..200 of 桂城街道 only");
+        assert!(batches.iter().all(|b| b.num_columns() == 1));
+        // Through SQL: the count is the governed one.
+        ctx.register_table("r", Arc::new(t)).expect("register");
+        let counted = ctx
+            .sql(
+                "SELECT count(*) FROM r WHERE id_number >= '440605000000000150' \
+                 AND id_number < '440605000000000250'",
+            )
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        let n = counted[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0);
+        assert_eq!(n, 50);
     }
 
     #[test]
