@@ -172,19 +172,22 @@ impl GovernedTable {
     /// (unqualified; the scan reads their columns): the Parquet reader skips row groups and
     /// pages whose statistics rule them out, and rows that fail them are dropped before the
     /// policy's work. The planner was told they are applied exactly, so one that cannot be
-    /// applied fails the query rather than being left out.
+    /// applied fails the query rather than being left out. Only the columns at `kept` go on:
+    /// a column read for a condition alone is not filtered and copied for nothing.
     fn narrowed(
         &self,
         state: &dyn Session,
         inner: Arc<dyn ExecutionPlan>,
         lent: Vec<Expr>,
+        kept: Vec<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let Some(condition) = conjunction(lent) else {
             return Ok(inner);
         };
         let schema = DFSchema::try_from(inner.schema().as_ref().clone())?;
         let predicate = state.create_physical_expr(condition, &schema)?;
-        let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, inner)?);
+        let filtered: Arc<dyn ExecutionPlan> =
+            Arc::new(FilterExec::try_new(predicate, inner)?.with_projection(Some(kept))?);
         FilterPushdown::new().optimize(filtered, state.config_options())
     }
 }
@@ -252,15 +255,24 @@ impl TableProvider for GovernedTable {
             .map(|f| unqualify(f.clone()))
             .collect::<Result<Vec<Expr>>>()?;
         let output = self.policy.output_schema();
+        let mut read = raw.clone();
         for c in lent.iter().flat_map(|f| f.column_refs()) {
             let table_column = output
                 .index_of(&c.name)
                 .ok()
                 .and_then(|o| granted.get(o).copied());
-            raw.insert(table_column.ok_or_else(|| {
+            read.insert(table_column.ok_or_else(|| {
                 DataFusionError::Internal(format!("condition column {c} of {} unknown", self.name))
             })?);
         }
+        // Read: `read`; handed on after the conditions: `raw`, in the same (table) order.
+        let read: Vec<usize> = read.into_iter().collect();
+        let kept: Vec<usize> = read
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| raw.contains(i))
+            .map(|(j, _)| j)
+            .collect();
         let raw: Vec<usize> = raw.into_iter().collect();
         // The session's Parquet settings (bloom filters are not read: see the crate docs).
         let format = ParquetFormat::default().with_options(state.default_table_options().parquet);
@@ -269,8 +281,8 @@ impl TableProvider for GovernedTable {
             .with_listing_options(options)
             .with_schema(self.read_schema.clone());
         let files = ListingTable::try_new(config)?;
-        let inner = files.scan(state, Some(&raw), &[], None).await?;
-        let inner = self.narrowed(state, inner, lent)?;
+        let inner = files.scan(state, Some(&read), &[], None).await?;
+        let inner = self.narrowed(state, inner, lent, kept)?;
         let schema = Arc::new(self.schema.project(&wanted)?);
         let partitions = inner.output_partitioning().partition_count();
         let properties = Arc::new(PlanProperties::new(
@@ -330,17 +342,19 @@ impl DisplayAs for GovernedExec {
 /// buffer. A small excess (a short dictionary) is not worth the copy.
 fn compact(a: &ArrayRef) -> ArrayRef {
     const SMALL_EXCESS: usize = 64 << 10;
-    let wasteful = |buffers: &[arrow::buffer::Buffer], used: usize| {
+    // What the values use is counted over every row, so only where the buffers held could be
+    // worth a copy at all (values read through a dictionary share one small page).
+    let wasteful = |buffers: &[arrow::buffer::Buffer], used: &dyn Fn() -> usize| {
         let held: usize = buffers.iter().map(|b| b.len()).sum();
-        held > 2 * used + SMALL_EXCESS
+        held > SMALL_EXCESS && held > 2 * used() + SMALL_EXCESS
     };
     if let Some(v) = a.as_string_view_opt()
-        && wasteful(v.data_buffers(), v.total_buffer_bytes_used())
+        && wasteful(v.data_buffers(), &|| v.total_buffer_bytes_used())
     {
         return Arc::new(v.gc());
     }
     if let Some(v) = a.as_binary_view_opt()
-        && wasteful(v.data_buffers(), v.total_buffer_bytes_used())
+        && wasteful(v.data_buffers(), &|| v.total_buffer_bytes_used())
     {
         return Arc::new(v.gc());
     }
@@ -729,6 +743,11 @@ mod tests {
             .scan(&ctx.state(), Some(&vec![town]), &[range], None)
             .await
             .expect("scan");
+        // id_number is read for the condition and dropped once it is applied.
+        let governed = plan.downcast_ref::<GovernedExec>().expect("governed");
+        let handed_on = governed.inner.schema();
+        assert_eq!(handed_on.fields().len(), 1);
+        assert_eq!(handed_on.field(0).name(), "town");
         let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
             .await
             .expect("run");
