@@ -6,7 +6,7 @@
 //! (Ed25519 over the chain head) are written every second while calls arrive and whenever a
 //! segment is sealed, so a rewritten chain cannot be passed off either. Records become durable
 //! by group commit: calls that arrive while one `fdatasync` runs share the next, and a batch is
-//! held open briefly while calls marked [`AuditLog::underway`] remain. Any write or sync
+//! held open briefly while calls marked [`AuditLog::underway`] remain (see [`Gather`]). Any write or sync
 //! error fails the log closed: every later append is refused and the hub answers UNAVAILABLE.
 //!
 //! Keys (ID numbers, credit codes) are never stored raw: [`KeyHasher`] turns them into keyed
@@ -128,15 +128,17 @@ impl AuditConfig {
 /// Holding a batch lets the records of calls served together share one sync instead of each
 /// paying for its own; it costs the calls already in the batch up to `time`. That pays only
 /// when enough calls are under way to fill the wait, so a batch is held only when at least
-/// `min_calls` other calls are. A call counts as under way from the moment the gateway takes
-/// it until its record is handed over; calls that do not wait on I/O run start to finish on
-/// one worker, so with few workers few calls are ever under way at once, and the default asks
-/// for one. Machines with many workers may ask for more.
+/// `min_calls` calls are under way when it starts (besides, roughly, those whose records it
+/// holds: a caller whose record was just taken may not have dropped its mark yet). Once held,
+/// it waits until none is left or `time` is up. A call counts as under way from the moment the
+/// gateway takes it until its record is handed over; calls that do not wait on I/O run start
+/// to finish on one worker, so with few workers few calls are ever under way at once, and the
+/// default asks for one. Machines with many workers may ask for more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gather {
     /// Longest a batch is held open (zero: never).
     pub time: Duration,
-    /// Calls under way, besides those whose records are in the batch, needed to hold it.
+    /// Calls under way needed to hold a batch (0 counts as 1).
     pub min_calls: usize,
 }
 
@@ -398,6 +400,11 @@ impl AuditLog {
             .tx
             .send(writer::Req::Close { reply })
             .map_err(|_| Error::Unavailable)?;
+        // A writer holding a batch open sleeps until the last call under way is done; it
+        // need not wait for that to close.
+        if let Some(t) = self.shared.underway.writer.get() {
+            t.unpark();
+        }
         rx.await.map_err(|_| Error::Unavailable)?
     }
 

@@ -48,7 +48,7 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::filter_pushdown::FilterPushdown;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterDescription, FilterPushdownPhase, FilterPushdownPropagation,
 };
@@ -186,10 +186,20 @@ impl GovernedTable {
         };
         let schema = DFSchema::try_from(inner.schema().as_ref().clone())?;
         let predicate = state.create_physical_expr(condition, &schema)?;
-        let filtered: Arc<dyn ExecutionPlan> =
-            Arc::new(FilterExec::try_new(predicate, inner)?.with_projection(Some(kept))?);
+        let filtered: Arc<dyn ExecutionPlan> = Arc::new(filter_exec(predicate, inner, kept)?);
         FilterPushdown::new().optimize(filtered, state.config_options())
     }
+}
+
+/// Rows of `input` for which `predicate` holds, as the columns at `keep`.
+fn filter_exec(
+    predicate: Arc<dyn PhysicalExpr>,
+    input: Arc<dyn ExecutionPlan>,
+    keep: Vec<usize>,
+) -> Result<FilterExec> {
+    FilterExecBuilder::new(predicate, input)
+        .apply_projection(Some(keep))?
+        .build()
 }
 
 /// `e` with its columns named without a table qualifier (the file scan knows only the table).
@@ -237,10 +247,31 @@ impl TableProvider for GovernedTable {
             Some(p) => p.clone(),
             None => (0..self.schema.fields().len()).collect(),
         };
+        // The planner was told every condition that `prunes` accepts is applied here exactly,
+        // and leaves none of them above the scan. It may still hand over a condition in another
+        // form than it asked about (after simplifying it, say into a constant), so what the
+        // scan receives is split again: conditions lent to the file scan, and the rest, applied
+        // to governed rows above the policy, as a filter above the scan would have been.
+        let (lent, rest): (Vec<&Expr>, Vec<&Expr>) = filters.iter().partition(|f| self.prunes(f));
+        let unqualified = |fs: Vec<&Expr>| {
+            fs.into_iter()
+                .map(|f| unqualify(f.clone()))
+                .collect::<Result<Vec<Expr>>>()
+        };
+        let (lent, rest) = (unqualified(lent)?, unqualified(rest)?);
+        // Governed columns shown: those asked for, then those only the rest of the conditions
+        // read (dropped once they are applied).
+        let mut shown = wanted.clone();
+        for c in rest.iter().flat_map(|f| f.column_refs()) {
+            let i = self.schema.index_of(&c.name)?;
+            if !shown.contains(&i) {
+                shown.push(i);
+            }
+        }
         let granted = self.policy.granted_indices();
-        // Raw columns read: what the row filter needs plus what the query asked for.
+        // Raw columns read: what the row filter needs plus what is shown.
         let mut raw: BTreeSet<usize> = self.policy.filter_columns().into_iter().collect();
-        for &w in &wanted {
+        for &w in &shown {
             match granted.get(w) {
                 Some(&i) => raw.insert(i),
                 None => raw.insert(self.key_index.ok_or_else(|| {
@@ -248,12 +279,7 @@ impl TableProvider for GovernedTable {
                 })?),
             };
         }
-        // The query's conditions the scan applies, and the columns they need.
-        let lent = filters
-            .iter()
-            .filter(|f| self.prunes(f))
-            .map(|f| unqualify(f.clone()))
-            .collect::<Result<Vec<Expr>>>()?;
+        // The columns the lent conditions need.
         let output = self.policy.output_schema();
         let mut read = raw.clone();
         for c in lent.iter().flat_map(|f| f.column_refs()) {
@@ -283,7 +309,7 @@ impl TableProvider for GovernedTable {
         let files = ListingTable::try_new(config)?;
         let inner = files.scan(state, Some(&read), &[], None).await?;
         let inner = self.narrowed(state, inner, lent, kept)?;
-        let schema = Arc::new(self.schema.project(&wanted)?);
+        let schema = Arc::new(self.schema.project(&shown)?);
         let partitions = inner.output_partitioning().partition_count();
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
@@ -291,19 +317,26 @@ impl TableProvider for GovernedTable {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Ok(Arc::new(GovernedExec {
+        let governed: Arc<dyn ExecutionPlan> = Arc::new(GovernedExec {
             governor: Arc::new(Governor {
                 table: self.name.clone(),
                 policy: self.policy.clone(),
                 raw,
-                wanted,
+                wanted: shown,
                 key_index: self.key_index,
                 schema,
                 null_columns: Mutex::new(HashMap::new()),
             }),
             inner,
             properties,
-        }))
+        });
+        let Some(condition) = conjunction(rest) else {
+            return Ok(governed);
+        };
+        let schema = DFSchema::try_from(governed.schema().as_ref().clone())?;
+        let predicate = state.create_physical_expr(condition, &schema)?;
+        let asked = (0..wanted.len()).collect();
+        Ok(Arc::new(filter_exec(predicate, governed, asked)?))
     }
 }
 
@@ -320,7 +353,8 @@ struct GovernedExec {
 struct Governor {
     table: String,
     policy: Arc<Policy>,
-    /// Table-schema positions the inner scan reads, in its output order.
+    /// Table-schema positions the inner scan hands on, in its output order (the file scan may
+    /// read more, for conditions lent to it).
     raw: Vec<usize>,
     /// Positions in the governed table's schema this scan returns.
     wanted: Vec<usize>,
@@ -608,12 +642,17 @@ mod tests {
         w.close().expect("close");
     }
 
+    /// The governed scan: the plan itself, or below a filter applied to governed rows.
+    fn governed(plan: &Arc<dyn ExecutionPlan>) -> &GovernedExec {
+        match plan.downcast_ref::<GovernedExec>() {
+            Some(g) => g,
+            None => governed(plan.children().first().expect("a governed scan")),
+        }
+    }
+
     /// The scan's Parquet reader, below the governed scan (and any filter lent to it).
     fn file_scan(plan: &Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
-        let governed = plan
-            .downcast_ref::<GovernedExec>()
-            .expect("a governed scan");
-        let mut node = governed.inner.clone();
+        let mut node = governed(plan).inner.clone();
         while let Some(child) = node.children().first().map(|c| (*c).clone()) {
             node = child;
         }
@@ -700,20 +739,33 @@ mod tests {
             })
             .expect("a Parquet scan");
         assert!(!parquet.table_parquet_options().global.bloom_filter_on_read);
-        // A condition on a masked column is not lent: nothing is skipped.
-        let masked = col("name").eq(lit("张**"));
-        let plan = t
-            .scan(&ctx.state(), None, &[masked], None)
-            .await
-            .expect("scan");
-        let rows: usize = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx())
-            .await
-            .expect("run")
-            .iter()
-            .map(|b| b.num_rows())
-            .sum();
-        assert_eq!(rows, 200);
-        assert_eq!(row_groups_pruned(&plan), 0);
+        // A condition on a masked column is not lent: nothing is skipped, and it is applied
+        // to governed rows (every name is missing, so its mask is too). The same goes for a
+        // condition the planner simplified to a constant. Only the asked-for column is shown.
+        let town = t.schema().index_of("town").expect("town");
+        for (condition, expected) in [
+            (col("name").is_null(), 200),
+            (col("name").is_not_null(), 0),
+            (lit(false), 0),
+            (lit(true), 200),
+        ] {
+            let plan = t
+                .scan(
+                    &ctx.state(),
+                    Some(&vec![town]),
+                    std::slice::from_ref(&condition),
+                    None,
+                )
+                .await
+                .expect("scan");
+            let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx())
+                .await
+                .expect("run");
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            assert_eq!(rows, expected, "{condition}");
+            assert!(batches.iter().all(|b| b.num_columns() == 1), "{condition}");
+            assert_eq!(row_groups_pruned(&plan), 0, "{condition}");
+        }
     }
 
     #[tokio::test]
@@ -771,6 +823,19 @@ mod tests {
             .as_primitive::<arrow::datatypes::Int64Type>()
             .value(0);
         assert_eq!(n, 50);
+        // A condition the planner accepted for the scan and then simplified into one the scan
+        // does not lend (here: to false) is still applied.
+        let none = ctx
+            .sql(
+                "SELECT * FROM (SELECT town, 'a' AS c FROM r) s \
+                 WHERE (town = '桂城街道' AND c = 'b') OR (town = '大沥镇' AND c = 'z')",
+            )
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        assert_eq!(none.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
     }
 
     #[test]
