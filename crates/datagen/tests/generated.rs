@@ -218,3 +218,31 @@ fn refuses_to_overwrite() {
     let err = generate(&c).unwrap_err().to_string();
     assert!(err.contains("already holds Parquet files"), "{err}");
 }
+
+#[test]
+fn pages_hold_the_rows_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = small(dir.path());
+    cfg.page_rows = 0;
+    assert!(generate(&cfg).is_err(), "no rows per page is refused");
+    cfg.page_rows = 100;
+    generate(&cfg).unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
+        std::fs::File::open(dir.path().join("population/residents/part-00000.parquet")).unwrap(),
+        parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required),
+    )
+    .unwrap();
+    let rows = builder.metadata().row_group(0).num_rows();
+    let offsets = builder.metadata().offset_index().expect("offset index");
+    let firsts: Vec<i64> = offsets[0][0]
+        .page_locations
+        .iter()
+        .map(|p| p.first_row_index)
+        .chain([rows])
+        .collect();
+    let sizes: Vec<i64> = firsts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(rows > 100, "a row group of more than one page");
+    assert!(sizes.iter().all(|&n| n <= 100), "{sizes:?}");
+    assert!(sizes.contains(&100), "{sizes:?}");
+}
