@@ -20,6 +20,9 @@
 //! min/max statistics of row groups, including rows the row filter hides, as a full scan's time
 //! depends on their number.
 //!
+//! Under a read grant without a row filter, where every row is visible, the scan reports the
+//! files' row count (nothing about columns), so `count(*)` is answered from the Parquet footers.
+//!
 //! Under a read grant without a row filter, short text columns are read as string views (no copy
 //! out of Parquet's pages); unmasked ones reach the query as views, and masks and group keys see
 //! the table's own types. A view keeps the page it was read from, so where any row is hidden
@@ -34,7 +37,7 @@ use citybrain_catalog::TableManifest;
 use citybrain_governance::{Mode, Policy};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema};
+use datafusion::common::{Column, DFSchema, Statistics};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -52,6 +55,7 @@ use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterDescription, FilterPushdownPhase, FilterPushdownPropagation,
 };
+use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
@@ -499,6 +503,23 @@ impl ExecutionPlan for GovernedExec {
         Vec::new()
     }
 
+    /// Under a read grant without a row filter every row is visible, so the scan reports how
+    /// many there are (exact when the file scan knows it from the Parquet footers, and nothing
+    /// about columns): `count(*)` is then answered without reading rows. Otherwise nothing.
+    fn statistics_from_inputs(
+        &self,
+        _inputs: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let mut stats = Statistics::new_unknown(&self.schema());
+        let policy = &self.governor.policy;
+        if args.partition().is_none() && policy.mode() == Mode::Read && !policy.has_row_filter() {
+            let inner = StatisticsContext::new().compute(self.inner.as_ref(), args)?;
+            stats.num_rows = inner.num_rows;
+        }
+        Ok(Arc::new(stats))
+    }
+
     fn apply_expressions(
         &self,
         _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
@@ -574,6 +595,10 @@ mod tests {
     }
 
     fn residents_filtered(url: ListingTableUrl, row_filter: &str) -> GovernedTable {
+        residents_under(url, Some(row_filter))
+    }
+
+    fn residents_under(url: ListingTableUrl, row_filter: Option<&str>) -> GovernedTable {
         let manifest = manifest();
         let column = |name: &str, mask: Option<Mask>| GrantColumn {
             name: name.into(),
@@ -591,7 +616,7 @@ mod tests {
                     column("town", None),
                     column("birth_date", Some(Mask::Year)),
                 ],
-                row_filter: Some(row_filter.into()),
+                row_filter: row_filter.map(str::to_owned),
                 purpose: "test".into(),
                 mode: Mode::Read,
                 max_calls_per_day: 0,
@@ -836,6 +861,43 @@ mod tests {
             .await
             .expect("run");
         assert_eq!(none.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    }
+
+    #[tokio::test]
+    async fn every_row_visible_counts_from_the_footers_and_a_row_filter_still_counts_rows() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_residents(dir.path());
+        let url = || ListingTableUrl::parse(format!("{}/", dir.path().display())).expect("url");
+        for (row_filter, expected, from_footers) in
+            [(None, 400, true), (Some("town = '桂城街道'"), 200, false)]
+        {
+            let ctx = datafusion::prelude::SessionContext::new();
+            ctx.register_table("r", Arc::new(residents_under(url(), row_filter)))
+                .expect("register");
+            let count = |sql: &'static str| {
+                let ctx = ctx.clone();
+                async move {
+                    let df = ctx.sql(sql).await.expect("plan");
+                    let plan = df.clone().create_physical_plan().await.expect("physical");
+                    let shown = datafusion::physical_plan::displayable(plan.as_ref())
+                        .indent(false)
+                        .to_string();
+                    let batches = df.collect().await.expect("run");
+                    let n = batches[0]
+                        .column(0)
+                        .as_primitive::<arrow::datatypes::Int64Type>()
+                        .value(0);
+                    (n, shown.contains("GovernedScan"))
+                }
+            };
+            let (n, scanned) = count("SELECT count(*) FROM r").await;
+            assert_eq!(n, expected, "{row_filter:?}");
+            assert_eq!(scanned, !from_footers, "{row_filter:?}");
+            // A condition makes the count a scan again, and a right one.
+            let (n, scanned) = count("SELECT count(*) FROM r WHERE town = '大沥镇'").await;
+            assert_eq!(n, if row_filter.is_none() { 200 } else { 0 });
+            assert!(scanned);
+        }
     }
 
     #[test]
