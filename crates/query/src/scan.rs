@@ -21,7 +21,8 @@
 //! depends on their number.
 //!
 //! Under a read grant without a row filter, where every row is visible, the scan reports the
-//! files' row count (nothing about columns), so `count(*)` is answered from the Parquet footers.
+//! row count of its file scan (nothing about columns), so an unconditioned `count(*)` is
+//! answered from the Parquet footers.
 //!
 //! Under a read grant without a row filter, short text columns are read as string views (no copy
 //! out of Parquet's pages); unmasked ones reach the query as views, and masks and group keys see
@@ -504,8 +505,10 @@ impl ExecutionPlan for GovernedExec {
     }
 
     /// Under a read grant without a row filter every row is visible, so the scan reports how
-    /// many there are (exact when the file scan knows it from the Parquet footers, and nothing
-    /// about columns): `count(*)` is then answered without reading rows. Otherwise nothing.
+    /// many rows its file scan says it gives (exact from the Parquet footers when no condition
+    /// is lent to it, an estimate otherwise; nothing about columns): `count(*)` is then answered
+    /// without reading rows. Otherwise nothing. The file scan is not a child (see above), so
+    /// its statistics are computed here rather than handed in.
     fn statistics_from_inputs(
         &self,
         _inputs: &[Arc<Statistics>],
@@ -599,6 +602,14 @@ mod tests {
     }
 
     fn residents_under(url: ListingTableUrl, row_filter: Option<&str>) -> GovernedTable {
+        residents_granted(url, row_filter, Mode::Read)
+    }
+
+    fn residents_granted(
+        url: ListingTableUrl,
+        row_filter: Option<&str>,
+        mode: Mode,
+    ) -> GovernedTable {
         let manifest = manifest();
         let column = |name: &str, mask: Option<Mask>| GrantColumn {
             name: name.into(),
@@ -618,7 +629,7 @@ mod tests {
                 ],
                 row_filter: row_filter.map(str::to_owned),
                 purpose: "test".into(),
-                mode: Mode::Read,
+                mode,
                 max_calls_per_day: 0,
                 max_rows_per_day: 0,
                 min_group_size: 0,
@@ -893,11 +904,35 @@ mod tests {
             let (n, scanned) = count("SELECT count(*) FROM r").await;
             assert_eq!(n, expected, "{row_filter:?}");
             assert_eq!(scanned, !from_footers, "{row_filter:?}");
-            // A condition makes the count a scan again, and a right one.
+            // A condition makes the count a scan again, and a right one: lent to the file
+            // scan, or on a masked column and applied above the policy.
             let (n, scanned) = count("SELECT count(*) FROM r WHERE town = '大沥镇'").await;
             assert_eq!(n, if row_filter.is_none() { 200 } else { 0 });
             assert!(scanned);
+            let (n, scanned) = count("SELECT count(*) FROM r WHERE name IS NULL").await;
+            assert_eq!(n, expected);
+            assert!(scanned);
         }
+        // Under an aggregate grant the scan reports nothing, even with every row visible.
+        let ctx = datafusion::prelude::SessionContext::new();
+        let t = residents_granted(url(), None, Mode::Aggregate);
+        let plan = t.scan(&ctx.state(), None, &[], None).await.expect("scan");
+        let stats = StatisticsContext::new()
+            .compute(plan.as_ref(), &StatisticsArgs::new())
+            .expect("statistics");
+        assert_eq!(stats.num_rows, datafusion::common::stats::Precision::Absent);
+        let read = residents_under(url(), None);
+        let plan = read
+            .scan(&ctx.state(), None, &[], None)
+            .await
+            .expect("scan");
+        let stats = StatisticsContext::new()
+            .compute(plan.as_ref(), &StatisticsArgs::new())
+            .expect("statistics");
+        assert_eq!(
+            stats.num_rows,
+            datafusion::common::stats::Precision::Exact(400)
+        );
     }
 
     #[test]
