@@ -6,8 +6,9 @@
 //! (Ed25519 over the chain head) are written every second while calls arrive and whenever a
 //! segment is sealed, so a rewritten chain cannot be passed off either. Records become durable
 //! by group commit: calls that arrive while one `fdatasync` runs share the next, and a batch is
-//! held open briefly while calls marked [`AuditLog::underway`] remain (see [`Gather`]). Any write or sync
-//! error fails the log closed: every later append is refused and the hub answers UNAVAILABLE.
+//! held open briefly while calls marked [`AuditLog::underway`] remain (see [`Gather`]). Any
+//! write or sync error fails the log closed: every later append is refused and the hub answers
+//! UNAVAILABLE.
 //!
 //! Keys (ID numbers, credit codes) are never stored raw: [`KeyHasher`] turns them into keyed
 //! hashes (HMAC-SHA256 with a hub secret), so "who looked up this person" can be answered by

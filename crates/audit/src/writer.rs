@@ -127,8 +127,8 @@ impl Writer {
 
     /// Holds the batch open while calls are under way, for at most `gather.time`, when at
     /// least `gather.min_calls` are at the start. Stops as soon as none is left (the last
-    /// mark wakes the writer) or a close is asked for ([`crate::AuditLog::close`] wakes it too), and
-    /// when it wakes to find the batch full.
+    /// mark wakes the writer) or a close is asked for ([`crate::AuditLog::close`] wakes it
+    /// too), and when it wakes to find the batch full.
     ///
     /// The writer sleeps meanwhile rather than waiting on the channel: waiting on it would
     /// wake the writer, and cost every sender a wake-up call, once per record that arrives.

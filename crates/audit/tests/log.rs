@@ -523,15 +523,17 @@ async fn sealed_segments_are_read_from_their_summaries_while_they_still_match() 
     );
 }
 
+/// A log that holds a batch open for at most `time` while `min_calls` calls are under way.
+fn gathering(dir: &Path, time: Duration, min_calls: usize) -> AuditLog {
+    let mut c = AuditConfig::new(dir, key(), [9u8; 32]);
+    c.gather = Gather { time, min_calls };
+    AuditLog::open(c).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_calls_under_way_share_one_sync_and_a_lone_call_waits_for_none() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = AuditConfig::new(dir.path(), key(), [9u8; 32]);
-    c.gather = Gather {
-        time: Duration::from_secs(60),
-        min_calls: 1,
-    };
-    let log = AuditLog::open(c).unwrap();
+    let log = gathering(dir.path(), Duration::from_secs(60), 1);
 
     // Nothing else under way: the record is synced at once, not held for the gather time.
     tokio::time::timeout(Duration::from_secs(30), log.append(entry(0, "hrss")))
@@ -565,12 +567,7 @@ async fn records_of_calls_under_way_share_one_sync_and_a_lone_call_waits_for_non
 
     // A call that never makes its record holds a batch for the gather time only.
     let dir = tempfile::tempdir().unwrap();
-    let mut c = AuditConfig::new(dir.path(), key(), [9u8; 32]);
-    c.gather = Gather {
-        time: Duration::from_millis(50),
-        min_calls: 1,
-    };
-    let log = AuditLog::open(c).unwrap();
+    let log = gathering(dir.path(), Duration::from_millis(50), 1);
     let _forever = log.underway();
     tokio::time::timeout(Duration::from_secs(30), log.append(entry(3, "hrss")))
         .await
@@ -582,12 +579,7 @@ async fn records_of_calls_under_way_share_one_sync_and_a_lone_call_waits_for_non
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_is_held_only_for_as_many_calls_as_the_gather_asks_for() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = AuditConfig::new(dir.path(), key(), [9u8; 32]);
-    c.gather = Gather {
-        time: Duration::from_secs(60),
-        min_calls: 3,
-    };
-    let log = AuditLog::open(c).unwrap();
+    let log = gathering(dir.path(), Duration::from_secs(60), 3);
 
     // Two other calls under way, three asked for: synced at once.
     let marks = (log.underway(), log.underway());

@@ -285,14 +285,10 @@ impl TableProvider for GovernedTable {
             };
         }
         // The columns the lent conditions need.
-        let output = self.policy.output_schema();
         let mut read = raw.clone();
         for c in lent.iter().flat_map(|f| f.column_refs()) {
-            let table_column = output
-                .index_of(&c.name)
-                .ok()
-                .and_then(|o| granted.get(o).copied());
-            read.insert(table_column.ok_or_else(|| {
+            let shown_at = self.schema.index_of(&c.name)?;
+            read.insert(granted.get(shown_at).copied().ok_or_else(|| {
                 DataFusionError::Internal(format!("condition column {c} of {} unknown", self.name))
             })?);
         }
@@ -598,11 +594,7 @@ mod tests {
     }
 
     fn residents_filtered(url: ListingTableUrl, row_filter: &str) -> GovernedTable {
-        residents_under(url, Some(row_filter))
-    }
-
-    fn residents_under(url: ListingTableUrl, row_filter: Option<&str>) -> GovernedTable {
-        residents_granted(url, row_filter, Mode::Read)
+        residents_granted(url, Some(row_filter), Mode::Read)
     }
 
     fn residents_granted(
@@ -650,7 +642,9 @@ mod tests {
 
     /// 400 residents sorted by ID number in four row groups of 100: the first two in 桂城街道,
     /// the last two in 大沥镇; every other column null.
-    fn write_residents(dir: &std::path::Path) {
+    /// A directory of residents' Parquet files, and its URL.
+    fn written_residents() -> (tempfile::TempDir, ListingTableUrl) {
+        let dir = tempfile::tempdir().expect("dir");
         let schema = citybrain_governance::table_schema(&manifest());
         let ids: Vec<String> = (0..400).map(|i| format!("440605{i:012}")).collect();
         let towns: Vec<&str> = (0..400)
@@ -671,11 +665,13 @@ mod tests {
         let props = datafusion::parquet::file::properties::WriterProperties::builder()
             .set_max_row_group_row_count(Some(100))
             .build();
-        let file = std::fs::File::create(dir.join("part-00000.parquet")).expect("file");
+        let file = std::fs::File::create(dir.path().join("part-00000.parquet")).expect("file");
         let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
             .expect("writer");
         w.write(&batch).expect("write");
         w.close().expect("close");
+        let url = ListingTableUrl::parse(format!("{}/", dir.path().display())).expect("url");
+        (dir, url)
     }
 
     /// The governed scan: the plan itself, or below a filter applied to governed rows.
@@ -733,9 +729,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lent_condition_skips_row_groups_and_the_policy_still_applies() {
-        let dir = tempfile::tempdir().expect("dir");
-        write_residents(dir.path());
-        let url = ListingTableUrl::parse(format!("{}/", dir.path().display())).expect("url");
+        let (_dir, url) = written_residents();
         let t = residents_at(url);
         let mut config = datafusion::prelude::SessionConfig::new();
         config.options_mut().execution.parquet.bloom_filter_on_read = false;
@@ -806,9 +800,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lent_condition_is_applied_exactly_even_when_its_column_is_not_returned() {
-        let dir = tempfile::tempdir().expect("dir");
-        write_residents(dir.path());
-        let url = ListingTableUrl::parse(format!("{}/", dir.path().display())).expect("url");
+        let (_dir, url) = written_residents();
         let t = residents_at(url);
         let ctx = datafusion::prelude::SessionContext::new();
         let id = |i: i32| lit(format!("440605{i:012}"));
@@ -876,15 +868,17 @@ mod tests {
 
     #[tokio::test]
     async fn every_row_visible_counts_from_the_footers_and_a_row_filter_still_counts_rows() {
-        let dir = tempfile::tempdir().expect("dir");
-        write_residents(dir.path());
-        let url = || ListingTableUrl::parse(format!("{}/", dir.path().display())).expect("url");
+        let (_dir, url) = written_residents();
+        let url = || url.clone();
         for (row_filter, expected, from_footers) in
             [(None, 400, true), (Some("town = '桂城街道'"), 200, false)]
         {
             let ctx = datafusion::prelude::SessionContext::new();
-            ctx.register_table("r", Arc::new(residents_under(url(), row_filter)))
-                .expect("register");
+            ctx.register_table(
+                "r",
+                Arc::new(residents_granted(url(), row_filter, Mode::Read)),
+            )
+            .expect("register");
             let count = |sql: &'static str| {
                 let ctx = ctx.clone();
                 async move {
@@ -921,7 +915,7 @@ mod tests {
             .compute(plan.as_ref(), &StatisticsArgs::new())
             .expect("statistics");
         assert_eq!(stats.num_rows, datafusion::common::stats::Precision::Absent);
-        let read = residents_under(url(), None);
+        let read = residents_granted(url(), None, Mode::Read);
         let plan = read
             .scan(&ctx.state(), None, &[], None)
             .await
