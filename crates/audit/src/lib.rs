@@ -128,27 +128,36 @@ impl AuditConfig {
 ///
 /// Holding a batch lets the records of calls served together share one sync instead of each
 /// paying for its own; it costs the calls already in the batch up to `time`. That pays only
-/// when enough calls are under way to fill the wait, so a batch is held only when at least
-/// `min_calls` calls are under way when it starts (besides, roughly, those whose records it
-/// holds: a caller whose record was just taken may not have dropped its mark yet). Once held,
-/// it waits until none is left or `time` is up. A call counts as under way from the moment the
-/// gateway takes it until its record is handed over; calls that do not wait on I/O run start
-/// to finish on one worker, so with few workers few calls are ever under way at once, and the
-/// default asks for one. Machines with many workers may ask for more.
+/// when the machine is busy: a sync's fixed cost (the flush, its interrupts, waking the writer
+/// and the callers) is CPU taken from calls only when no core is free. So a batch is held only
+/// when at least `min_calls` calls are under way when it starts (besides, roughly, those whose
+/// records it holds: a caller whose record was just taken may not have dropped its mark yet).
+/// Once held, it waits until none is left or `time` is up. A call counts as under way from the
+/// moment the gateway takes it until its record is handed over; calls that do not wait on I/O
+/// run start to finish on one worker, so as many calls under way as there are cores means
+/// every worker is busy, and that is the default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gather {
     /// Longest a batch is held open (zero: never).
     pub time: Duration,
-    /// Calls under way needed to hold a batch (0 counts as 1).
+    /// Calls under way needed to hold a batch (0: one per core of this machine).
     pub min_calls: usize,
 }
 
 impl Gather {
-    /// At most 200 µs, and only while another call is under way.
+    /// At most 2 ms, and only while every core is serving a call.
     pub const DEFAULT: Gather = Gather {
-        time: Duration::from_micros(200),
-        min_calls: 1,
+        time: Duration::from_millis(2),
+        min_calls: 0,
     };
+
+    /// `min_calls` with 0 read as one per core.
+    pub fn calls_needed(&self) -> usize {
+        match self.min_calls {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 impl Default for Gather {
@@ -305,6 +314,7 @@ impl AuditLog {
             failed: failed.clone(),
             underway: underway.clone(),
             gather: cfg.gather,
+            min_calls: cfg.gather.calls_needed(),
             syncs: syncs.clone(),
             faults: cfg.faults,
             meter: meter.clone(),

@@ -65,6 +65,8 @@ pub(crate) struct Writer {
     /// one or two records that arrived during the last one, and a sync's fixed cost (a write,
     /// a flush, waking the writer and the callers) is paid per call.
     pub(crate) gather: Gather,
+    /// [`Gather::calls_needed`], read once.
+    pub(crate) min_calls: usize,
     /// Batches made durable.
     pub(crate) syncs: Arc<AtomicU64>,
     pub(crate) faults: Arc<Faults>,
@@ -126,7 +128,7 @@ impl Writer {
     }
 
     /// Holds the batch open while calls are under way, for at most `gather.time`, when at
-    /// least `gather.min_calls` are at the start. Stops as soon as none is left (the last
+    /// least `min_calls` are at the start. Stops as soon as none is left (the last
     /// mark wakes the writer) or a close is asked for ([`crate::AuditLog::close`] wakes it
     /// too), and when it wakes to find the batch full.
     ///
@@ -134,7 +136,7 @@ impl Writer {
     /// wake the writer, and cost every sender a wake-up call, once per record that arrives.
     fn gather(&self, rx: &Receiver<Req>, batch: &mut Vec<Req>) {
         let under_way = || self.underway.count.load(Ordering::SeqCst);
-        if self.gather.time.is_zero() || under_way() < self.gather.min_calls.max(1) {
+        if self.gather.time.is_zero() || under_way() < self.min_calls {
             return;
         }
         let Some(until) = Instant::now().checked_add(self.gather.time) else {

@@ -578,22 +578,32 @@ async fn records_of_calls_under_way_share_one_sync_and_a_lone_call_waits_for_non
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_is_held_only_for_as_many_calls_as_the_gather_asks_for() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = gathering(dir.path(), Duration::from_secs(60), 3);
+    held_from(3, 3).await;
+    // 0 asks for one call per core: every worker busy.
+    let cores = std::thread::available_parallelism().unwrap().get();
+    held_from(0, cores).await;
+}
 
-    // Two other calls under way, three asked for: synced at once.
-    let marks = (log.underway(), log.underway());
+/// With `min_calls` asked for, a record is synced at once while `needed - 1` other calls are
+/// under way, and held until the last mark drops while `needed` are.
+async fn held_from(min_calls: usize, needed: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = gathering(dir.path(), Duration::from_secs(60), min_calls);
+
+    let mut marks: Vec<_> = (1..needed).map(|_| log.underway()).collect();
     tokio::time::timeout(Duration::from_secs(30), log.append(entry(0, "hrss")))
         .await
         .expect("not held for too few calls")
         .unwrap();
 
-    // Three: held until none is left.
-    let third = log.underway();
+    marks.push(log.underway());
     let held = tokio::spawn(log.append(entry(1, "hrss")));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!held.is_finished(), "held open for three calls under way");
-    drop((marks, third));
+    assert!(
+        !held.is_finished(),
+        "held open for {needed} calls under way (asked for {min_calls})"
+    );
+    drop(marks);
     tokio::time::timeout(Duration::from_secs(30), held)
         .await
         .expect("the last mark dropped ends the wait")

@@ -427,14 +427,17 @@ pub struct LimitArgs {
     /// Longest an audit batch waits for the records of calls still being served, in
     /// microseconds, at most 1 s (more: fewer syncs under load, each call waits up to this much
     /// longer; 0: never wait).
-    #[arg(long, env = "CITYBRAIN_AUDIT_GATHER_US", default_value_t = 200,
+    #[arg(long, env = "CITYBRAIN_AUDIT_GATHER_US",
+          default_value_t = citybrain_audit::Gather::DEFAULT.time.as_micros() as u64,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub audit_gather_us: u64,
     /// Calls that must be under way for an audit batch to wait for their records (fewer: the
-    /// batch is synced at once). A call that does not wait on I/O runs on one worker from
-    /// start to record, so more than the worker count rarely are.
-    #[arg(long, env = "CITYBRAIN_AUDIT_GATHER_CALLS", default_value_t = 1,
-          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    /// batch is synced at once; 0: one per core, so a batch waits only while every worker is
+    /// serving a call). A call that does not wait on I/O runs on one worker from start to
+    /// record, so more than the worker count rarely are.
+    #[arg(long, env = "CITYBRAIN_AUDIT_GATHER_CALLS",
+          default_value_t = citybrain_audit::Gather::DEFAULT.min_calls as u64,
+          value_parser = clap::value_parser!(u64).range(0..=4096))]
     pub audit_gather_calls: u64,
 }
 
