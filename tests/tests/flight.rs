@@ -796,3 +796,110 @@ async fn a_deprecated_table_leaves_the_callers_other_tables_queryable() {
     assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
     hub.stop().await;
 }
+
+/// The data paths read only the columns a grant shows or its row filter reads. A filter on a
+/// column the grant does not show must still see that column's values, on every path.
+#[tokio::test]
+async fn a_row_filter_on_a_column_not_shown_still_decides_every_data_path() {
+    use citybrain_proto::v1::data_service_client::DataServiceClient;
+    let hub = TestHub::demo().await;
+    let consumer = hub.token("civil-affairs", Role::Consumer);
+    hub.apply_and_decide(
+        &consumer,
+        pb::ApplyRequest {
+            table: "population.residents".into(),
+            columns: vec!["id_number".into(), "name".into()],
+            purpose: PURPOSE.into(),
+            business_system: "企业登记协查系统".into(),
+            service_matter: "法定代表人身份核查".into(),
+            days: 30,
+            mode: pb::Mode::Read.into(),
+        },
+        "public-security",
+        pb::DecideRequest {
+            approve: true,
+            reason: "协查需要".into(),
+            row_filter: format!("town = '{TOWN}'"),
+            ..Default::default()
+        },
+    )
+    .await;
+    let all = residents(&hub);
+    let inside: Vec<&Resident> = all.iter().filter(|r| r.town == TOWN).take(5).collect();
+    let outside: Vec<&Resident> = all.iter().filter(|r| r.town != TOWN).take(5).collect();
+    let mut data = DataServiceClient::new(hub.channel().await);
+    for (r, visible) in inside
+        .iter()
+        .map(|r| (r, true))
+        .chain(outside.iter().map(|r| (r, false)))
+    {
+        let got = data
+            .lookup(authed(
+                &consumer,
+                pb::LookupRequest {
+                    table: "population.residents".into(),
+                    key: r.id.clone(),
+                    purpose: PURPOSE.into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.columns, ["id_number", "name"]);
+        let rows: Vec<Vec<String>> = got
+            .rows
+            .iter()
+            .map(|row| row.values.iter().map(|v| v.value.clone()).collect())
+            .collect();
+        let expected = if visible {
+            vec![vec![r.id.clone(), r.name.clone()]]
+        } else {
+            vec![]
+        };
+        assert_eq!(rows, expected, "lookup of a resident of {}", r.town);
+        let verified = data
+            .verify(authed(
+                &consumer,
+                pb::VerifyRequest {
+                    table: "population.residents".into(),
+                    key: r.id.clone(),
+                    purpose: PURPOSE.into(),
+                    claims: vec![pb::Claim {
+                        column: "name".into(),
+                        value: r.name.clone(),
+                    }],
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            verified.key_found, visible,
+            "verify of a resident of {}",
+            r.town
+        );
+        let matched = if visible {
+            pb::Match::Yes
+        } else {
+            pb::Match::No
+        };
+        assert_eq!(verified.results[0].r#match, matched as i32);
+    }
+
+    let command = format!(r#"{{"table": "population.residents", "purpose": "{PURPOSE}"}}"#);
+    let keys: Vec<String> = inside
+        .iter()
+        .chain(&outside)
+        .map(|r| r.id.clone())
+        .collect();
+    let got = exchange(&hub, &consumer, &command, keys).await.unwrap();
+    let mut rows = rows_of(&got);
+    rows.sort();
+    let mut expected: Vec<Vec<String>> = inside
+        .iter()
+        .map(|r| vec![r.id.clone(), r.id.clone(), r.name.clone()])
+        .collect();
+    expected.sort();
+    assert_eq!(rows, expected);
+    hub.stop().await;
+}

@@ -6,7 +6,9 @@ use crate::dataset::{Engine, Footer, Indexed, file_identity, lock};
 use crate::keyindex::{KeyFilter, KeyIndex};
 use crate::local::LocalFile;
 use crate::{DataProblem, DataRoot, Error, Result};
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, StringArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, StringArray, new_null_array,
+};
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::kernels::cmp::eq;
 use arrow::datatypes::Schema;
@@ -187,6 +189,20 @@ impl Engine {
     /// order. Keys must already be validated by the caller. Only the pages whose key range holds
     /// a wanted key are read; a key outside every page is answered without reading Parquet.
     pub async fn lookup(&self, table: &TableManifest, keys: &[String]) -> Result<Vec<RecordBatch>> {
+        let every: Vec<usize> = (0..table.columns.len()).collect();
+        self.lookup_reading(table, keys, &every).await
+    }
+
+    /// As [`Engine::lookup`], but only the catalog columns at positions `read` (and the key
+    /// column) are read and decoded; every other column of the answer is all null, of its
+    /// type, so batches keep the table's shape. A caller passes what its grant can show or
+    /// its row filter reads: the pages of columns nobody may see are never decompressed.
+    pub async fn lookup_reading(
+        &self,
+        table: &TableManifest,
+        keys: &[String],
+        read: &[usize],
+    ) -> Result<Vec<RecordBatch>> {
         let key_col = table.key_column.as_deref().ok_or_else(|| Error::NoKey {
             table: table.name.clone(),
         })?;
@@ -219,6 +235,12 @@ impl Engine {
             files,
             footers,
             wanted: Arc::new(Wanted::new(keys)),
+            read: table
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| read.contains(&i) || c.name == key_col)
+                .collect(),
         });
         // One file (every single-key lookup): read here. More (a batch): files are read on
         // as many threads at once as there are cores, and answered in file order. Cached pages
@@ -268,6 +290,8 @@ struct FileRead {
     footers: Vec<Arc<Footer>>,
     /// The keys looked up.
     wanted: Arc<Wanted>,
+    /// Per catalog column: read it (else it is answered as nulls).
+    read: Vec<bool>,
 }
 
 impl FileRead {
@@ -313,7 +337,13 @@ impl FileRead {
                 selectors.push(RowSelector::skip((total - at) as usize));
             }
         }
-        let columns: Vec<usize> = table.columns.iter().filter_map(|c| root(&c.name)).collect();
+        let columns: Vec<usize> = table
+            .columns
+            .iter()
+            .zip(&self.read)
+            .filter(|(_, read)| **read)
+            .filter_map(|(c, _)| root(&c.name))
+            .collect();
         let wanted = self.wanted.clone();
         let predicate = ArrowPredicateFn::new(
             ProjectionMask::roots(descr, [key_idx]),
@@ -342,12 +372,16 @@ impl FileRead {
             })
         })?;
         for b in batches.into_iter().filter(|b| b.num_rows() > 0) {
-            out.push(in_catalog_order(table, &b).map_err(|detail| {
-                unavailable(DataProblem::SchemaMismatch {
-                    index: i + 1,
-                    detail,
-                })
-            })?);
+            out.push(
+                in_catalog_order(table, &self.read, footer.arrow.schema(), &b).map_err(
+                    |detail| {
+                        unavailable(DataProblem::SchemaMismatch {
+                            index: i + 1,
+                            detail,
+                        })
+                    },
+                )?,
+            );
         }
         Ok(out)
     }
@@ -474,17 +508,28 @@ fn key_column(md: &ParquetMetaData, name: &str) -> Option<usize> {
     (0..descr.num_columns()).find(|c| descr.column(*c).name() == name)
 }
 
-/// Reorders a batch's columns into catalog order.
-fn in_catalog_order(table: &TableManifest, b: &RecordBatch) -> Result<RecordBatch, String> {
+/// Reorders a batch's columns into catalog order; a column not `read` is all null, of its type
+/// in the file (whose `file` schema must still hold it).
+fn in_catalog_order(
+    table: &TableManifest,
+    read: &[bool],
+    file: &Schema,
+    b: &RecordBatch,
+) -> Result<RecordBatch, String> {
     let schema = b.schema();
     let mut fields = Vec::new();
     let mut cols = Vec::new();
-    for c in &table.columns {
-        let i = schema
-            .index_of(&c.name)
-            .map_err(|_| format!("column '{}' is missing", c.name))?;
-        fields.push(schema.field(i).clone());
-        cols.push(b.column(i).clone());
+    for (c, read) in table.columns.iter().zip(read) {
+        let missing = || format!("column '{}' is missing", c.name);
+        if *read {
+            let i = schema.index_of(&c.name).map_err(|_| missing())?;
+            fields.push(schema.field(i).clone());
+            cols.push(b.column(i).clone());
+        } else {
+            let f = file.field_with_name(&c.name).map_err(|_| missing())?;
+            cols.push(new_null_array(f.data_type(), b.num_rows()));
+            fields.push(f.clone().with_nullable(true));
+        }
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| e.to_string())
 }

@@ -208,6 +208,57 @@ async fn lookup_finds_exactly_the_keyed_rows() {
     );
 }
 
+#[tokio::test]
+async fn a_lookup_reading_some_columns_answers_the_rest_as_nulls_of_the_same_shape() {
+    use arrow::array::{Array, AsArray};
+    let (dir, engine) = setup();
+    let ids = column_values(dir.path(), "population/residents", "id_number");
+    let towns = column_values(dir.path(), "population/residents", "town");
+    let mut residents = manifest(
+        "population.residents",
+        "population/residents",
+        &[
+            ("name", DataType::String),
+            ("id_number", DataType::String),
+            ("birth_date", DataType::Date),
+            ("town", DataType::String),
+        ],
+    );
+    residents.key_column = Some("id_number".into());
+    let keys = vec![ids[5].clone(), ids[900].clone()];
+    let whole = engine.lookup(&residents, &keys).await.unwrap();
+    // Town only: the key column is read anyway, name and birth date are not.
+    let some = engine
+        .lookup_reading(&residents, &keys, &[3])
+        .await
+        .unwrap();
+    let rows = |b: &[arrow::array::RecordBatch]| b.iter().map(|b| b.num_rows()).sum::<usize>();
+    assert_eq!(rows(&some), 2);
+    assert_eq!(rows(&whole), 2);
+    for b in &some {
+        let names_of = |s: &arrow::datatypes::Schema| {
+            s.fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names_of(&b.schema()), names_of(&whole[0].schema()));
+        assert_eq!(b.column(2).data_type(), whole[0].column(2).data_type());
+        assert_eq!(b.column(0).null_count(), b.num_rows(), "name not read");
+        assert_eq!(
+            b.column(2).null_count(),
+            b.num_rows(),
+            "birth date not read"
+        );
+        for r in 0..b.num_rows() {
+            let id = b.column(1).as_string::<i32>().value(r);
+            let at = ids.iter().position(|i| i == id).unwrap();
+            assert!(keys.contains(&id.to_owned()));
+            assert_eq!(b.column(3).as_string::<i32>().value(r), towns[at]);
+        }
+    }
+}
+
 /// Reads every value of a string column of a dataset, straight from the files.
 fn column_values(dir: &std::path::Path, dataset: &str, column: &str) -> Vec<String> {
     citybrain_datagen::read_strings(&dir.join(dataset), column).unwrap()

@@ -84,7 +84,11 @@ impl DataApi {
         ctx.grant(&grant.id, purpose);
         check_quota(&self.hub, &grant)?;
         let policy = self.hub.policy(grant, &manifest)?;
-        let rows = self.hub.engine.lookup(&manifest, &[key]).await?;
+        let rows = self
+            .hub
+            .engine
+            .lookup_reading(&manifest, &[key], &policy.columns_read())
+            .await?;
         // Rebuild on the policy's schema (same columns and types, catalog order).
         let rows = rows
             .into_iter()

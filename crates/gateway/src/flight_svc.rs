@@ -473,7 +473,10 @@ impl FlightApi {
         let rows = if keys.is_empty() {
             Vec::new()
         } else {
-            self.hub.engine.lookup(&manifest, &keys).await?
+            self.hub
+                .engine
+                .lookup_reading(&manifest, &keys, &policy.columns_read())
+                .await?
         };
         let mut fields = vec![Field::new("key", DataType::Utf8, false)];
         fields.extend(

@@ -251,6 +251,17 @@ impl Policy {
         cols
     }
 
+    /// Positions in [`Policy::table_schema`] of every column this policy looks at: the granted
+    /// ones and those the row filter reads. Nothing else of a row can reach an answer, so a
+    /// read path need not read anything else.
+    pub fn columns_read(&self) -> Vec<usize> {
+        let mut cols = self.filter_columns();
+        cols.extend_from_slice(&self.indices);
+        cols.sort_unstable();
+        cols.dedup();
+        cols
+    }
+
     /// The grant's keyed hash of each value: stable within this grant, different across grants.
     /// Lets the SQL path count distinct people in a group without showing who they are.
     pub fn hash_values(&self, values: &ArrayRef) -> Result<ArrayRef> {
