@@ -127,20 +127,23 @@ impl AuditConfig {
 /// When the writer holds a batch open for the records of calls still under way.
 ///
 /// Holding a batch lets the records of calls served together share one sync instead of each
-/// paying for its own; it costs the calls already in the batch up to `time`. That pays only
-/// when the machine is busy: a sync's fixed cost (the flush, its interrupts, waking the writer
-/// and the callers) is CPU taken from calls only when no core is free. So a batch is held only
-/// when at least `min_calls` calls are under way when it starts (besides, roughly, those whose
-/// records it holds: a caller whose record was just taken may not have dropped its mark yet).
-/// Once held, it waits until none is left or `time` is up. A call counts as under way from the
-/// moment the gateway takes it until its record is handed over; calls that do not wait on I/O
-/// run start to finish on one worker, so as many calls under way as there are cores means
-/// every worker is busy, and that is the default.
+/// paying for its own; it costs the calls already in the batch up to `time` (and a record that
+/// just missed a batch up to `time` plus two syncs). That pays only when the machine is busy:
+/// a sync's fixed cost (the flush, its interrupts, waking the writer and the callers) is CPU
+/// taken from calls only when no core is free. So a batch is held only when at least
+/// `min_calls` calls are under way as it starts (counted roughly: a caller whose record was
+/// just taken may not have dropped its mark yet); then until none is left, for at most
+/// `time`. A call counts as under way from the
+/// moment the gateway takes it until its record is handed over; the gateway marks only calls
+/// answered in one message (streams may wait on their client, or run far longer than a batch
+/// is held). Such a call runs start to finish on one worker, so as many under way as there are
+/// cores means, roughly, that every worker is busy: the default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gather {
     /// Longest a batch is held open (zero: never).
     pub time: Duration,
-    /// Calls under way needed to hold a batch (0: one per core of this machine).
+    /// Calls under way needed to hold a batch (0: one per core of this machine; 0 counted
+    /// as 1 before this default existed).
     pub min_calls: usize,
 }
 
@@ -220,6 +223,8 @@ struct Shared {
 /// Calls under way, and the writer to wake when none is left.
 pub(crate) struct Marks {
     pub(crate) count: AtomicUsize,
+    /// [`Gather::calls_needed`]: calls under way for a batch to be held (at least 1).
+    pub(crate) min_calls: usize,
     /// Whether the writer sleeps holding a batch open.
     pub(crate) gathering: AtomicBool,
     /// The writer thread (set once it is started).
@@ -291,6 +296,7 @@ impl AuditLog {
         let failed = Arc::new(AtomicBool::new(false));
         let underway = Arc::new(Marks {
             count: AtomicUsize::new(0),
+            min_calls: cfg.gather.calls_needed().max(1),
             gathering: AtomicBool::new(false),
             writer: OnceLock::new(),
         });
@@ -314,7 +320,6 @@ impl AuditLog {
             failed: failed.clone(),
             underway: underway.clone(),
             gather: cfg.gather,
-            min_calls: cfg.gather.calls_needed(),
             syncs: syncs.clone(),
             faults: cfg.faults,
             meter: meter.clone(),
@@ -391,6 +396,11 @@ impl AuditLog {
         Underway {
             marks: self.shared.underway.clone(),
         }
+    }
+
+    /// Calls marked [`underway`](Self::underway) whose mark is not dropped yet.
+    pub fn calls_under_way(&self) -> usize {
+        self.shared.underway.count.load(Ordering::SeqCst)
     }
 
     /// Batches made durable since the log was opened (each one write and one sync); with

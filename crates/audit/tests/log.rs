@@ -582,10 +582,16 @@ async fn a_batch_is_held_only_for_as_many_calls_as_the_gather_asks_for() {
     // 0 asks for one call per core: every worker busy.
     let cores = std::thread::available_parallelism().unwrap().get();
     held_from(0, cores).await;
+    let asked = |min_calls| Gather {
+        time: Duration::from_millis(1),
+        min_calls,
+    };
+    assert_eq!(asked(0).calls_needed(), cores);
+    assert_eq!(asked(5).calls_needed(), 5);
 }
 
 /// With `min_calls` asked for, a record is synced at once while `needed - 1` other calls are
-/// under way, and held until the last mark drops while `needed` are.
+/// under way; while `needed` are, it is held until the last of them ends.
 async fn held_from(min_calls: usize, needed: usize) {
     let dir = tempfile::tempdir().unwrap();
     let log = gathering(dir.path(), Duration::from_secs(60), min_calls);
@@ -603,7 +609,12 @@ async fn held_from(min_calls: usize, needed: usize) {
         !held.is_finished(),
         "held open for {needed} calls under way (asked for {min_calls})"
     );
+    let last = marks.pop();
     drop(marks);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "held while one call is under way");
+    assert_eq!(log.calls_under_way(), 1);
+    drop(last);
     tokio::time::timeout(Duration::from_secs(30), held)
         .await
         .expect("the last mark dropped ends the wait")

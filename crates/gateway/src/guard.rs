@@ -127,6 +127,13 @@ fn exempt(path: &str) -> bool {
     path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.")
 }
 
+/// Calls that stream (Arrow Flight, the audit tail): they may wait on their client, as a batch
+/// match reads its keys, or run far longer than an audit batch is held, so they are not
+/// counted as under way for it (see [`citybrain_audit::Gather`]).
+fn streams(path: &str) -> bool {
+    path.starts_with("/arrow.flight.protocol.") || path == "/citybrain.v1.AuditService/TailCalls"
+}
+
 /// `/citybrain.v1.CatalogService/GetStats` → `CatalogService/GetStats`.
 fn method_name(path: &str) -> String {
     let p = path.trim_start_matches('/');
@@ -255,7 +262,11 @@ where
             time_us,
             start: Instant::now(),
             armed: true,
-            underway: layer.audit.underway(),
+            underway: if streams(&path) {
+                None
+            } else {
+                layer.audit.underway()
+            },
         };
         if layer.audit.is_failed() {
             pending.armed = false;
@@ -386,6 +397,44 @@ mod tests {
         assert_eq!(status_of(&res), Code::Ok);
         assert_eq!(counters.panics.load(Ordering::Relaxed), 1);
         assert_eq!(outcomes(&log), vec![Outcome::Error, Outcome::Ok]);
+    }
+
+    #[tokio::test]
+    async fn calls_answered_in_one_message_count_as_under_way_and_streams_do_not() {
+        let (_d, log, _) = audit();
+        let seen = log.clone();
+        // The handler answers with how many calls the log counts as under way meanwhile.
+        let svc = tower::service_fn(move |_req: http::Request<Body>| {
+            let n = seen.calls_under_way();
+            async move {
+                let mut res = http::Response::new(Body::empty());
+                res.headers_mut().insert("under-way", n.into());
+                Ok::<_, Infallible>(res)
+            }
+        });
+        let mut guard = GuardLayer::new(
+            4,
+            Duration::from_secs(5),
+            Arc::new(Counters::default()),
+            Arc::new(log.clone()),
+        )
+        .layer(svc);
+        for (path, counted) in [
+            ("/citybrain.v1.DataService/Lookup", "1"),
+            ("/citybrain.v1.CatalogService/GetStats", "1"),
+            ("/arrow.flight.protocol.FlightService/DoExchange", "0"),
+            ("/arrow.flight.protocol.FlightService/DoGet", "0"),
+            ("/citybrain.v1.AuditService/TailCalls", "0"),
+        ] {
+            let req = http::Request::builder()
+                .uri(path)
+                .body(Body::empty())
+                .unwrap();
+            let res = guard.call(req).await.unwrap();
+            assert_eq!(res.headers()["under-way"], counted, "{path}");
+        }
+        assert_eq!(log.calls_under_way(), 0, "every mark is dropped");
+        assert_eq!(outcomes(&log).len(), 5, "every call is recorded");
     }
 
     #[tokio::test]
