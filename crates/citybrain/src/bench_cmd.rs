@@ -281,19 +281,26 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
 
     // Tokens and a read grant for the benchmark purpose.
     let issuer = local_issuer(&a.data.data_dir)?;
-    let consumer = issuer.mint("bench-load", Role::Consumer, "bench", 24 * 3600)?;
+    let consumer = issuer.mint(&a.dept, Role::Consumer, "bench", 24 * 3600)?;
     let chans = channels(&a.server, a.clients.div_ceil(8).max(1)).await?;
-    grant(&chans[0], &catalog, &issuer, &consumer, &a.table).await?;
-    let claim = manifest
-        .columns
+    let granted = grant(
+        &chans[0], &catalog, &issuer, &consumer, &a.table, &a.columns,
+    )
+    .await?;
+    let claim = granted
         .iter()
-        .filter(|c| c.share_type != ShareType::NotShared)
-        .map(|c| c.name.clone())
-        .find(|c| *c != key)
+        .find(|c| **c != key)
+        .cloned()
         .unwrap_or_else(|| key.clone());
+    // What the baselines select: what the grant shows.
+    let select = if a.columns.is_empty() {
+        "*".to_owned()
+    } else {
+        granted.join(", ")
+    };
     if !a.queries.is_empty() {
         for t in &a.grant_tables {
-            grant(&chans[0], &catalog, &issuer, &consumer, t).await?;
+            grant(&chans[0], &catalog, &issuer, &consumer, t, &[]).await?;
         }
         return crate::bench_sql::sql_bench(&a, &chans[0], &consumer, &catalog, &tables_root).await;
     }
@@ -376,12 +383,13 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
                 .await
                 .map_err(|e| Error::Usage(format!("datafusion: {e}")))?;
             let (ctx, keys, key) = (Arc::new(ctx), keys.clone(), key.clone());
+            let select = select.clone();
             let run = drive(label, a.clients, warmup, secs, move |_c, n| {
                 let k = keys[(n as usize * 2654435761) % keys.len()].clone();
-                let (ctx, key) = (ctx.clone(), key.clone());
+                let (ctx, key, select) = (ctx.clone(), key.clone(), select.clone());
                 async move {
                     let df = ctx
-                        .sql(&format!("SELECT * FROM t WHERE {key} = '{k}'"))
+                        .sql(&format!("SELECT {select} FROM t WHERE {key} = '{k}'"))
                         .await
                         .map_err(|e| e.to_string())?;
                     df.collect().await.map(|_| ()).map_err(|e| e.to_string())
@@ -392,7 +400,9 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
         }
     }
     if a.duckdb {
-        runs.push(duckdb_run(&dir, &key, &keys, a.clients, warmup, secs)?);
+        runs.push(duckdb_run(
+            &dir, &key, &select, &keys, a.clients, warmup, secs,
+        )?);
     }
 
     print_table(&runs);
@@ -497,6 +507,7 @@ pub(crate) fn run_duckdb(script: &str, args: &[String]) -> Result<Vec<u8>> {
 fn duckdb_run(
     dir: &Path,
     key: &str,
+    select: &str,
     keys: &[String],
     clients: usize,
     warmup: Duration,
@@ -510,12 +521,12 @@ fn duckdb_run(
     })?;
     let script = r#"
 import duckdb, json, sys, threading, time
-path, key, keys_file, clients, warm, secs = sys.argv[1:7]
+path, key, keys_file, clients, warm, secs, select = sys.argv[1:8]
 keys = open(keys_file).read().split("\n")
 clients, warm, secs = int(clients), float(warm), float(secs)
 con = duckdb.connect()
 con.execute("SET enable_progress_bar = false")
-con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{path}/*.parquet')")
+con.execute(f"CREATE VIEW t AS SELECT {select} FROM read_parquet('{path}/*.parquet')")
 start = time.perf_counter() + warm
 end = start + secs
 lat, errors = [], [0]
@@ -554,6 +565,7 @@ print(json.dumps({"lat": lat, "errors": errors[0]}))
             clients.to_string(),
             warmup.as_secs().to_string(),
             secs.to_string(),
+            select.to_owned(),
         ],
     );
     let _ = std::fs::remove_file(&keys_file);
@@ -572,29 +584,35 @@ print(json.dumps({"lat": lat, "errors": errors[0]}))
     Ok(summarize("DuckDB (python)", o.lat, errors, secs as f64))
 }
 
-/// A read grant on `table` for the benchmark purpose, approved by its provider's steward.
+/// A read grant on `table` for the benchmark purpose, approved by its provider's steward: of
+/// `columns`, or of every shareable column when none is named. Returns the columns asked for.
 async fn grant(
     channel: &Channel,
     catalog: &citybrain_catalog::Catalog,
     issuer: &citybrain_auth::LocalIssuer,
     consumer: &str,
     table: &str,
-) -> Result<()> {
+    columns: &[String],
+) -> Result<Vec<String>> {
     let manifest = catalog.get(table)?.manifest;
     let steward = issuer.mint(&manifest.provider_code, Role::Steward, "bench", 24 * 3600)?;
     let mut sharing = SharingServiceClient::new(channel.clone());
-    let columns: Vec<String> = manifest
-        .columns
-        .iter()
-        .filter(|c| c.share_type != ShareType::NotShared)
-        .map(|c| c.name.clone())
-        .collect();
+    let columns: Vec<String> = if columns.is_empty() {
+        manifest
+            .columns
+            .iter()
+            .filter(|c| c.share_type != ShareType::NotShared)
+            .map(|c| c.name.clone())
+            .collect()
+    } else {
+        columns.to_vec()
+    };
     let applied = sharing
         .apply(authed(
             consumer,
             pb::ApplyRequest {
                 table: table.to_owned(),
-                columns,
+                columns: columns.clone(),
                 purpose: PURPOSE.into(),
                 business_system: "citybrain bench".into(),
                 service_matter: "load test".into(),
@@ -619,5 +637,5 @@ async fn grant(
             ))
             .await?;
     }
-    Ok(())
+    Ok(columns)
 }

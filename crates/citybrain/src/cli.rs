@@ -123,6 +123,14 @@ pub struct BenchArgs {
         default_value = "population.residents,legal.entities"
     )]
     pub grant_tables: Vec<String>,
+    /// Department the load runs as (a department holds one grant per table and purpose, so a
+    /// different `--columns` needs a different department).
+    #[arg(long, env = "CITYBRAIN_BENCH_DEPT", default_value = "bench-load")]
+    pub dept: String,
+    /// Columns of `--table` the grant shows, comma-separated (default: every shareable one);
+    /// the DataFusion and DuckDB baselines select the same columns.
+    #[arg(long, env = "CITYBRAIN_BENCH_COLUMNS", value_delimiter = ',')]
+    pub columns: Vec<String>,
 }
 
 /// `citybrain sharing …`.

@@ -259,6 +259,31 @@ fn serve_demo_prints_address_and_tokens_and_stops_cleanly() {
         assert!(r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap());
     }
 
+    // A narrower grant, under another department: Verify claims a granted column, and the
+    // baseline selects the granted columns only.
+    let (table, doc) = bench(&[
+        "--clients",
+        "2",
+        "--duration",
+        "1s",
+        "--warmup",
+        "1s",
+        "--sample",
+        "200",
+        "--mode",
+        "verify",
+        "--dept",
+        "bench-narrow",
+        "--columns",
+        "id_number,town",
+        "--sql-baseline",
+    ]);
+    assert!(table.contains("hub Verify (gRPC)"), "{table}");
+    for r in doc["runs"].as_array().unwrap() {
+        assert!(r["ok"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["errors"].as_object().unwrap().is_empty(), "{r}");
+    }
+
     // Governed SQL timed against ungoverned DataFusion: both answer the same rows.
     let (_, doc) = bench(&[
         "--repeat",
