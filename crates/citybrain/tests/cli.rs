@@ -234,7 +234,8 @@ fn serve_demo_prints_address_and_tokens_and_stops_cleanly() {
             serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
         (String::from_utf8_lossy(&out.stdout).into_owned(), doc)
     };
-    let (table, doc) = bench(&[
+    // Two clients for a second after a second's warm-up, over 200 sampled keys.
+    let short = [
         "--clients",
         "2",
         "--duration",
@@ -243,10 +244,8 @@ fn serve_demo_prints_address_and_tokens_and_stops_cleanly() {
         "1s",
         "--sample",
         "200",
-        "--absent-percent",
-        "10",
-        "--sql-baseline",
-    ]);
+    ];
+    let (table, doc) = bench(&[&short[..], &["--absent-percent", "10", "--sql-baseline"]].concat());
     assert!(
         table.contains("hub Lookup (gRPC)") && table.contains("DataFusion SQL"),
         "{table}"
@@ -261,23 +260,14 @@ fn serve_demo_prints_address_and_tokens_and_stops_cleanly() {
 
     // A narrower grant, under another department: Verify claims a granted column, and the
     // baseline selects the granted columns only.
-    let (table, doc) = bench(&[
-        "--clients",
-        "2",
-        "--duration",
-        "1s",
-        "--warmup",
-        "1s",
-        "--sample",
-        "200",
-        "--mode",
-        "verify",
-        "--dept",
-        "bench-narrow",
-        "--columns",
-        "id_number,town",
-        "--sql-baseline",
-    ]);
+    let (table, doc) = bench(
+        &[
+            &short[..],
+            &["--mode", "verify", "--dept", "bench-narrow"],
+            &["--columns", "id_number,town", "--sql-baseline"],
+        ]
+        .concat(),
+    );
     assert!(table.contains("hub Verify (gRPC)"), "{table}");
     for r in doc["runs"].as_array().unwrap() {
         assert!(r["ok"].as_u64().unwrap() > 0, "{r}");

@@ -1,6 +1,6 @@
 //! Reading rows by key without SQL: the key index (from cached page indexes) names the pages that
 //! may hold each key, a row selection reads only those pages, the key column is filtered while
-//! decoding, and only the catalog's columns are projected.
+//! decoding, and only the catalog columns the caller asks to read are projected.
 
 use crate::dataset::{Engine, Footer, Indexed, file_identity, lock};
 use crate::keyindex::{KeyFilter, KeyIndex};
