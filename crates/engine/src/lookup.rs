@@ -347,7 +347,15 @@ impl FileRead {
         let wanted = self.wanted.clone();
         let predicate = ArrowPredicateFn::new(
             ProjectionMask::roots(descr, [key_idx]),
-            move |b: RecordBatch| wanted.rows_in(b.column(0).as_string::<i32>()),
+            move |b: RecordBatch| {
+                let keys = b.column(0).as_string_opt::<i32>().ok_or_else(|| {
+                    ArrowError::SchemaError(format!(
+                        "key column is {}, not Utf8",
+                        b.column(0).data_type()
+                    ))
+                })?;
+                wanted.rows_in(keys)
+            },
         );
         let reader = StoreReader::new(&self.root, meta.location.clone(), md.clone());
         let corrupt = || {
@@ -490,7 +498,13 @@ impl FilterJob {
                     .with_projection(ProjectionMask::roots(descr, [key_idx]))
                     .build()?;
             while let Some(batch) = stream.try_next().await? {
-                let keys = batch.column(0).as_string::<i32>();
+                let keys = batch.column(0).as_string_opt::<i32>().ok_or_else(|| {
+                    ParquetError::General(format!(
+                        "key column {} is {}, not Utf8",
+                        self.key_col,
+                        batch.column(0).data_type()
+                    ))
+                })?;
                 for i in 0..keys.len() {
                     if keys.is_valid(i) {
                         filter.insert(keys.value(i).as_bytes());

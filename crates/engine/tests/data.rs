@@ -378,3 +378,25 @@ async fn absent_keys_are_answered_from_the_key_index_alone() {
         .unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err}");
 }
+
+/// Large text is a valid string column for SQL, but the key paths compare `Utf8` keys: a key
+/// column stored as large text is refused cleanly, never a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_column_of_large_text_is_refused_not_a_panic() {
+    use arrow::array::{LargeStringArray, RecordBatch};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("t/keys");
+    std::fs::create_dir_all(&data).unwrap();
+    let ids = LargeStringArray::from(vec!["440605199001010011", "440605199001010022"]);
+    let batch = RecordBatch::try_from_iter([("id_number", Arc::new(ids) as _)]).unwrap();
+    let file = std::fs::File::create(data.join("part-00000.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let engine = Engine::new(DataRoot::parse(&format!("file://{}", dir.path().display())).unwrap());
+    let mut table = manifest("t.keys", "t/keys", &[("id_number", DataType::String)]);
+    table.key_column = Some("id_number".into());
+    let got = engine.lookup(&table, &["440605199001010011".into()]).await;
+    assert!(matches!(got, Err(Error::Unavailable { .. })), "{got:?}");
+}
