@@ -133,11 +133,11 @@ impl AuditConfig {
 /// taken from calls only when no core is free. So a batch is held only when at least
 /// `min_calls` calls are under way as it starts (counted roughly: a caller whose record was
 /// just taken may not have dropped its mark yet); then until none is left, for at most
-/// `time`. A call counts as under way from the
-/// moment the gateway takes it until its record is handed over; the gateway marks only calls
-/// answered in one message (streams may wait on their client, or run far longer than a batch
-/// is held). Such a call runs start to finish on one worker, so as many under way as there are
-/// cores means, roughly, that every worker is busy: the default.
+/// `time`. A call counts as under way from the moment the gateway takes it until its record
+/// is handed over; the gateway marks only calls answered in one message (streams may wait on
+/// their client, or run far longer than a batch is held). Such a call runs start to finish on
+/// one worker, so as many under way as there are cores means, roughly, that every worker is
+/// busy: the default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gather {
     /// Longest a batch is held open (zero: never).
@@ -148,7 +148,7 @@ pub struct Gather {
 }
 
 impl Gather {
-    /// At most 2 ms, and only while every core is serving a call.
+    /// At most 2 ms, and only for a batch that starts while every core is serving a call.
     pub const DEFAULT: Gather = Gather {
         time: Duration::from_millis(2),
         min_calls: 0,

@@ -440,9 +440,10 @@ pub struct LimitArgs {
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub audit_gather_us: u64,
     /// Calls that must be under way for an audit batch to wait for their records (fewer: the
-    /// batch is synced at once; 0: one per core, so a batch waits only while every worker is
-    /// serving a call). A call that does not wait on I/O runs on one worker from start to
-    /// record, so more than the worker count rarely are.
+    /// batch is synced at once; 0: one per core, so a batch waits only when it starts while
+    /// every worker is serving a call). A call that does not wait on I/O runs on one worker
+    /// from start to record, so more than the worker count rarely are; streaming calls (Arrow
+    /// Flight, the audit tail) are not counted.
     #[arg(long, env = "CITYBRAIN_AUDIT_GATHER_CALLS",
           default_value_t = citybrain_audit::Gather::DEFAULT.min_calls as u64,
           value_parser = clap::value_parser!(u64).range(0..=4096))]
