@@ -296,7 +296,7 @@ impl AuditLog {
         let failed = Arc::new(AtomicBool::new(false));
         let underway = Arc::new(Marks {
             count: AtomicUsize::new(0),
-            min_calls: cfg.gather.calls_needed().max(1),
+            min_calls: cfg.gather.calls_needed(),
             gathering: AtomicBool::new(false),
             writer: OnceLock::new(),
         });

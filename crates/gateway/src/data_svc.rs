@@ -87,7 +87,7 @@ impl DataApi {
         let rows = self
             .hub
             .engine
-            .lookup_reading(&manifest, &[key], &policy.columns_read())
+            .lookup_reading(&manifest, &[key], policy.columns_read())
             .await?;
         // Rebuild on the policy's schema (same columns and types, catalog order).
         let rows = rows

@@ -475,7 +475,7 @@ impl FlightApi {
         } else {
             self.hub
                 .engine
-                .lookup_reading(&manifest, &keys, &policy.columns_read())
+                .lookup_reading(&manifest, &keys, policy.columns_read())
                 .await?
         };
         let mut fields = vec![Field::new("key", DataType::Utf8, false)];

@@ -123,6 +123,8 @@ pub struct Policy {
     filter: Option<Arc<dyn PhysicalExpr>>,
     /// Indices of granted columns in the table schema.
     indices: Vec<usize>,
+    /// See [`Policy::columns_read`].
+    read: Vec<usize>,
     output: SchemaRef,
     hash_key: Vec<u8>,
 }
@@ -148,14 +150,21 @@ impl Policy {
         let (indices, output) = output_schema(&grant.terms, &table)?;
         let mut hash_key = secret.to_vec();
         hash_key.extend_from_slice(grant.id.as_bytes());
-        Ok(Self {
+        let mut policy = Self {
             grant,
             table,
             filter,
             indices,
+            read: Vec::new(),
             output,
             hash_key,
-        })
+        };
+        let mut read = policy.filter_columns();
+        read.extend_from_slice(&policy.indices);
+        read.sort_unstable();
+        read.dedup();
+        policy.read = read;
+        Ok(policy)
     }
 
     /// The table's schema (what [`Policy::filter`] expects batches in).
@@ -253,13 +262,9 @@ impl Policy {
 
     /// Positions in [`Policy::table_schema`] of every column this policy looks at: the granted
     /// ones and those the row filter reads. Nothing else of a row can reach an answer, so a
-    /// read path need not read anything else.
-    pub fn columns_read(&self) -> Vec<usize> {
-        let mut cols = self.filter_columns();
-        cols.extend_from_slice(&self.indices);
-        cols.sort_unstable();
-        cols.dedup();
-        cols
+    /// read path need not read anything else. Worked out once, when the grant is compiled.
+    pub fn columns_read(&self) -> &[usize] {
+        &self.read
     }
 
     /// The grant's keyed hash of each value: stable within this grant, different across grants.
