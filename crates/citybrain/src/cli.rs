@@ -480,6 +480,11 @@ pub struct DatagenArgs {
     /// pages make lookups cheaper and the page index larger.
     #[arg(long, env = "CITYBRAIN_DATAGEN_PAGE_ROWS", default_value_t = citybrain_datagen::PAGE_ROWS)]
     pub page_rows: usize,
+    /// Tables to write, by catalog name (comma-separated or repeated; default: every table).
+    /// A table is the same whichever others are written with it: `--tables
+    /// population.residents` gives a lookup benchmark the residents alone.
+    #[arg(long, env = "CITYBRAIN_DATAGEN_TABLES", value_delimiter = ',')]
+    pub tables: Vec<String>,
 }
 
 /// `citybrain catalog …`.

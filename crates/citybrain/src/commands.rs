@@ -131,6 +131,7 @@ pub fn datagen(args: DatagenArgs) -> Result<()> {
     cfg.rows_per_file = args.rows_per_file;
     cfg.row_group_rows = args.row_group_rows;
     cfg.page_rows = args.page_rows;
+    cfg.tables = args.tables;
     cfg.progress = true;
     let started = Instant::now();
     let summary = citybrain_datagen::generate(&cfg)?;

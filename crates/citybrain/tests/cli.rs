@@ -293,3 +293,46 @@ fn serve_demo_prints_address_and_tokens_and_stops_cleanly() {
     let code = child.wait().unwrap();
     assert!(code.success(), "clean shutdown on SIGTERM: {code:?}");
 }
+
+#[test]
+fn datagen_writes_only_the_tables_asked_for_and_names_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tables");
+    let o = out.to_str().unwrap();
+    let only = run(&[
+        "datagen",
+        "--out",
+        o,
+        "--persons",
+        "500",
+        "--tables",
+        "population.residents,map.addresses",
+    ]);
+    assert!(
+        only.status.success(),
+        "{}",
+        String::from_utf8_lossy(&only.stderr)
+    );
+    let stdout = String::from_utf8(only.stdout).unwrap();
+    assert!(stdout.contains("population.residents") && stdout.contains("map.addresses"));
+    assert!(!stdout.contains("legal.entities"), "{stdout}");
+    let mut written: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["map", "population"]);
+
+    let bad = run(&[
+        "datagen",
+        "--out",
+        dir.path().join("bad").to_str().unwrap(),
+        "--persons",
+        "500",
+        "--tables",
+        "population.people",
+    ]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("unknown table 'population.people'"), "{err}");
+}

@@ -3,12 +3,13 @@
 use crate::geo::AddressSpace;
 use crate::rng::{Rng, apportion};
 use crate::words::{BRANDS, COOP_PRODUCTS, INDUSTRIES, SHOPS};
-use crate::writer::{TableWriter, V};
-use crate::{Config, Error, IdBytes, Result, days, schema};
+use crate::writer::V;
+use crate::{Config, Error, IdBytes, Result, Selection, days, finish, schema};
 use citybrain_types::{CREDIT_CHARSET, CitizenId, CreditCode, Date};
 use indicatif::ProgressBar;
 
 /// Credit codes of every entity, ascending, 18 bytes each.
+#[derive(Default)]
 pub(crate) struct CodeList(Vec<[u8; 18]>);
 
 impl CodeList {
@@ -63,8 +64,11 @@ pub(crate) struct FirmsOut {
     pub(crate) licences: (u64, usize),
 }
 
+/// Writes the selected ones of the entities and their business licences (both are drawn either
+/// way, so each is the same whether the other is written).
 pub(crate) fn generate(
     cfg: &Config,
+    sel: &Selection,
     space: &AddressSpace,
     codes: &CodeList,
     reps: &[IdBytes],
@@ -76,9 +80,8 @@ pub(crate) fn generate(
             "too few adult residents to act as legal representatives".into(),
         ));
     }
-    let open = |def: schema::TableDef| TableWriter::new(cfg, def.dataset, &def.columns, 0);
-    let mut entities = open(schema::entities())?;
-    let mut licences = open(schema::business_licences())?;
+    let mut entities = sel.open(cfg, schema::entities())?;
+    let mut licences = sel.open(cfg, schema::business_licences())?;
     let mut rng = Rng::derive(cfg.seed, "entities");
     let today = days(2025, 6, 30);
     for i in 0..codes.len() {
@@ -130,39 +133,43 @@ pub(crate) fn generate(
             }
         };
         let status = *rng.weighted(&[("存续", 85.0), ("在业", 5.0), ("吊销", 4.0), ("注销", 6.0)]);
-        entities.push(&[
-            V::S(&code),
-            V::S(&name),
-            V::S(kind),
-            V::S(rep.as_str()),
-            V::F(capital),
-            V::D(established),
-            V::S(industry),
-            V::S(status),
-            V::S(&addr.id),
-            V::S(&addr.full),
-            V::S(addr.town),
-        ])?;
+        if let Some(w) = &mut entities {
+            w.push(&[
+                V::S(&code),
+                V::S(&name),
+                V::S(kind),
+                V::S(rep.as_str()),
+                V::F(capital),
+                V::D(established),
+                V::S(industry),
+                V::S(status),
+                V::S(&addr.id),
+                V::S(&addr.full),
+                V::S(addr.town),
+            ])?;
+        }
         let valid_until = (!rng.chance(0.7)).then(|| established + 20 * 365);
         let lic_status = match status {
             "吊销" => "已吊销",
             "注销" => "已注销",
             _ => "有效",
         };
-        licences.push(&[
-            V::S(&code),
-            V::S(&name),
-            V::S(&format!("440605{}{:08}", Date::from_days(established).year(), i + 1)),
-            V::S(&format!("{industry}：{word}相关经营活动（依法须经批准的项目，经相关部门批准后方可开展经营活动）")),
-            V::D(established),
-            valid_until.map_or(V::Null, V::D),
-            V::S("佛山市南海区市场监督管理局"),
-            V::S(lic_status),
-        ])?;
+        if let Some(w) = &mut licences {
+            w.push(&[
+                V::S(&code),
+                V::S(&name),
+                V::S(&format!("440605{}{:08}", Date::from_days(established).year(), i + 1)),
+                V::S(&format!("{industry}：{word}相关经营活动（依法须经批准的项目，经相关部门批准后方可开展经营活动）")),
+                V::D(established),
+                valid_until.map_or(V::Null, V::D),
+                V::S("佛山市南海区市场监督管理局"),
+                V::S(lic_status),
+            ])?;
+        }
         bar.inc(1);
     }
     Ok(FirmsOut {
-        entities: entities.finish()?,
-        licences: licences.finish()?,
+        entities: finish(entities)?,
+        licences: finish(licences)?,
     })
 }

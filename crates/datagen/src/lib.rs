@@ -5,7 +5,9 @@
 //! residents with valid 18-character ID numbers whose birth date and gender agree with the
 //! number; legal entities with valid unified social credit codes whose legal representatives are
 //! residents; addresses inside Nanhai's seven towns with coordinates in the district; social
-//! insurance enrolments, electronic licences and business licences.
+//! insurance enrolments, electronic licences and business licences. [`Config::tables`] picks
+//! some of them; a table's random draws do not depend on which tables are written beside it, so
+//! it is the same whichever others are written with it.
 //!
 //! Keyed tables are written for point lookups: rows arrive sorted by key and are split into files
 //! by key range; pages hold about 1,024 rows (`Config::page_rows`) with page statistics and the page index; ID-like
@@ -43,6 +45,9 @@ pub struct Config {
     pub page_rows: usize,
     /// Draw a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
+    /// Catalog names of the tables to write (see [`schema::all`]); empty: every table. Each
+    /// table's rows are the same whichever others are written with it.
+    pub tables: Vec<String>,
 }
 
 impl Config {
@@ -56,6 +61,7 @@ impl Config {
             row_group_rows: 128 * 1024,
             page_rows: PAGE_ROWS,
             progress: false,
+            tables: Vec::new(),
         }
     }
 }
@@ -130,38 +136,129 @@ pub const ENTITIES_PER_PERSON: f64 = 1.0 / 8.0;
 /// Residents per standard address (household size in the district).
 pub const PERSONS_PER_ADDRESS: f64 = 2.6;
 
-/// Generates every table. Returns one summary per table, in [`schema::all`] order.
+/// The tables a run writes.
+pub(crate) struct Selection(Vec<&'static str>);
+
+impl Selection {
+    fn new(cfg: &Config) -> Result<Self> {
+        let all = schema::all();
+        if cfg.tables.is_empty() {
+            return Ok(Self(all.iter().map(|d| d.name).collect()));
+        }
+        let mut names = Vec::new();
+        for t in &cfg.tables {
+            let def = all.iter().find(|d| d.name == t).ok_or_else(|| {
+                let known: Vec<_> = all.iter().map(|d| d.name).collect();
+                Error::Parameter(format!(
+                    "unknown table '{t}'; the generator writes {}",
+                    known.join(", ")
+                ))
+            })?;
+            names.push(def.name);
+        }
+        Ok(Self(names))
+    }
+
+    pub(crate) fn has(&self, def: &schema::TableDef) -> bool {
+        self.0.contains(&def.name)
+    }
+
+    /// A writer for `def` when it is selected.
+    pub(crate) fn open(
+        &self,
+        cfg: &Config,
+        def: schema::TableDef,
+    ) -> Result<Option<writer::TableWriter>> {
+        self.has(&def)
+            .then(|| writer::TableWriter::new(cfg, def.dataset, &def.columns, 0))
+            .transpose()
+    }
+}
+
+/// Closes a writer that was opened; an unselected table wrote nothing.
+pub(crate) fn finish(w: Option<writer::TableWriter>) -> Result<(u64, usize)> {
+    w.map_or(Ok((0, 0)), writer::TableWriter::finish)
+}
+
+/// Generates the selected tables ([`Config::tables`]; all by default). Returns one summary per
+/// table written, in [`schema::all`] order.
 pub fn generate(cfg: &Config) -> Result<Vec<TableSummary>> {
     if cfg.rows_per_file == 0 || cfg.row_group_rows == 0 || cfg.page_rows == 0 {
         return Err(Error::Parameter(
             "rows per file, rows per row group and rows per page must be positive".into(),
         ));
     }
+    let sel = Selection::new(cfg)?;
+    // Refuse what would fail half-way before writing a row.
+    for def in schema::all().iter().filter(|d| sel.has(d)) {
+        writer::ensure_empty(&cfg.out.join(def.dataset), def.dataset)?;
+    }
+    let firms_wanted = sel.has(&schema::entities()) || sel.has(&schema::business_licences());
+    let people_wanted = firms_wanted
+        || [
+            schema::residents(),
+            schema::social_insurance(),
+            schema::e_licences(),
+        ]
+        .iter()
+        .any(|d| sel.has(d));
+    let map_wanted = sel.has(&schema::addresses());
     let entities = (cfg.persons as f64 * ENTITIES_PER_PERSON) as u64;
     let addresses = ((cfg.persons as f64 / PERSONS_PER_ADDRESS).ceil() as u64).max(1);
-    let bar = progress_bar(cfg, cfg.persons + entities + addresses);
+    let bar = progress_bar(
+        cfg,
+        [
+            (people_wanted, cfg.persons),
+            (firms_wanted, entities),
+            (map_wanted, addresses),
+        ]
+        .iter()
+        .filter(|(w, _)| *w)
+        .map(|(_, n)| n)
+        .sum(),
+    );
 
     let space = geo::AddressSpace::new(cfg.seed, addresses);
-    let codes = firms::credit_codes(cfg.seed, entities);
-    let people = people::generate(cfg, &space, &codes, entities, &bar)?;
-    let firms = firms::generate(cfg, &space, &codes, &people.rep_pool, &bar)?;
-    let map = write_addresses(cfg, &space, &bar)?;
+    // Credit codes are the entities' keys and the insurance's employers.
+    let codes = if firms_wanted || sel.has(&schema::social_insurance()) {
+        firms::credit_codes(cfg.seed, entities)
+    } else {
+        firms::CodeList::default()
+    };
+    let mut written = Vec::new();
+    if people_wanted {
+        people::check_capacity(cfg.seed, cfg.persons)?;
+        let people = people::generate(cfg, &sel, &space, &codes, entities, firms_wanted, &bar)?;
+        written.push((schema::residents(), people.residents));
+        written.push((schema::social_insurance(), people.insurance));
+        written.push((schema::e_licences(), people.licences));
+        if firms_wanted {
+            let firms = firms::generate(cfg, &sel, &space, &codes, &people.rep_pool, &bar)?;
+            written.push((schema::entities(), firms.entities));
+            written.push((schema::business_licences(), firms.licences));
+        }
+    }
+    if map_wanted {
+        written.push((schema::addresses(), write_addresses(cfg, &space, &bar)?));
+    }
     bar.finish_and_clear();
 
-    let s = |def: schema::TableDef, (rows, files): (u64, usize)| TableSummary {
-        name: def.name,
-        dataset: def.dataset,
-        rows,
-        files,
-    };
-    Ok(vec![
-        s(schema::residents(), people.residents),
-        s(schema::entities(), firms.entities),
-        s(schema::addresses(), map),
-        s(schema::social_insurance(), people.insurance),
-        s(schema::e_licences(), people.licences),
-        s(schema::business_licences(), firms.licences),
-    ])
+    Ok(schema::all()
+        .into_iter()
+        .filter(|def| sel.has(def))
+        .map(|def| {
+            let (rows, files) = written
+                .iter()
+                .find(|(d, _)| d.name == def.name)
+                .map_or((0, 0), |(_, out)| *out);
+            TableSummary {
+                name: def.name,
+                dataset: def.dataset,
+                rows,
+                files,
+            }
+        })
+        .collect())
 }
 
 fn progress_bar(cfg: &Config, len: u64) -> ProgressBar {

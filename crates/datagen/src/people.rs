@@ -9,7 +9,7 @@ use crate::geo::AddressSpace;
 use crate::rng::{Rng, mix};
 use crate::words::{ETHNICITIES, GIVEN_FEMALE, GIVEN_MALE, PHONE_PREFIXES, SURNAMES};
 use crate::writer::{TableWriter, V};
-use crate::{Config, Error, IdBytes, Result, days, schema};
+use crate::{Config, Error, IdBytes, Result, Selection, days, finish, schema};
 use citybrain_types::{CitizenId, Date};
 use indicatif::ProgressBar;
 
@@ -50,6 +50,15 @@ const ADDRESS_CODES: &[(u32, f64)] = &[
     (522101, 0.8),
 ];
 
+/// Address codes after the weighted ones, of no weight: they receive only residents left over
+/// once the weighted codes' cells are full (from Nanhai's own code onwards; with the default
+/// seed that first happens at about 700 million residents), so a billion residents still get
+/// unique numbers in order. They are filled birth date by birth date from the first, so their
+/// ages follow no age structure. Below that they receive no one and change nothing.
+const OVERFLOW_CODES: &[u32] = &[
+    530102, 530103, 530111, 610102, 610103, 610104, 620102, 620103, 630102, 640104, 650102, 650103,
+];
+
 /// First and last birth dates generated, and the reference date ages are counted at.
 const FIRST_BIRTH: (i32, u32, u32) = (1935, 1, 1);
 const LAST_BIRTH: (i32, u32, u32) = (2024, 12, 31);
@@ -85,14 +94,15 @@ fn cell_weight(seed: u64, code_weight: f64, code: u32, day: i32, year_w: f64) ->
     code_weight * year_w * jitter
 }
 
-pub(crate) fn generate(
-    cfg: &Config,
-    space: &AddressSpace,
-    employers: &CodeList,
-    entities: u64,
-    bar: &ProgressBar,
-) -> Result<PeopleOut> {
-    bar.set_message("residents");
+/// Walks the cells (address code × birth date) in ID order and calls `place(code, day, n)` for
+/// every cell that receives `n` > 0 residents, `n` ≤ `per_cell`, `persons` in all. Each weighted
+/// cell gets its share of `persons`; what a full cell cannot hold is carried to the next.
+fn plan(
+    seed: u64,
+    persons: u64,
+    per_cell: u64,
+    mut place: impl FnMut(u32, i32, u64) -> Result<()>,
+) -> Result<()> {
     let first = Date::from_ymd(FIRST_BIRTH.0, FIRST_BIRTH.1, FIRST_BIRTH.2)
         .expect("valid")
         .days();
@@ -106,11 +116,61 @@ pub(crate) fn generate(
     let mut total = 0.0;
     for (code, w) in ADDRESS_CODES {
         for day in first..=last {
-            total += cell_weight(cfg.seed, *w, *code, day, yw(day));
+            total += cell_weight(seed, *w, *code, day, yw(day));
         }
     }
+    let mut cum = 0.0;
+    let mut placed = 0u64;
+    let mut carry = 0u64;
+    for (code, w) in ADDRESS_CODES {
+        for day in first..=last {
+            cum += cell_weight(seed, *w, *code, day, yw(day));
+            let upto = ((cum / total) * persons as f64).round() as u64;
+            let n = upto.saturating_sub(placed) + carry;
+            placed = placed.max(upto);
+            carry = n.saturating_sub(per_cell);
+            if n > carry {
+                place(*code, day, n - carry)?;
+            }
+        }
+    }
+    // Rounding leaves nothing over; a carry remains only when the weighted codes are full.
+    for code in OVERFLOW_CODES {
+        for day in first..=last {
+            if carry == 0 {
+                return Ok(());
+            }
+            let n = carry.min(per_cell);
+            carry -= n;
+            place(*code, day, n)?;
+        }
+    }
+    if carry > 0 {
+        return Err(Error::Parameter(format!(
+            "{persons} residents exceed the ID numbers the generator's address codes can hold"
+        )));
+    }
+    Ok(())
+}
 
-    let mut out = Writers::new(cfg)?;
+/// Fails when `persons` residents cannot all be numbered (checked before anything is written).
+pub(crate) fn check_capacity(seed: u64, persons: u64) -> Result<()> {
+    plan(seed, persons, ORDERS_PER_CELL, |_, _, _| Ok(()))
+}
+
+/// Writes the residents and, when selected, their social insurance and licences. Returns the
+/// adults eligible as legal representatives when `keep_reps` (the entities need them).
+pub(crate) fn generate(
+    cfg: &Config,
+    sel: &Selection,
+    space: &AddressSpace,
+    employers: &CodeList,
+    entities: u64,
+    keep_reps: bool,
+    bar: &ProgressBar,
+) -> Result<PeopleOut> {
+    bar.set_message("residents");
+    let mut out = Writers::new(cfg, sel)?;
     let mut rng = Rng::derive(cfg.seed, "residents");
     let adults_expected = cfg.persons as f64 * 0.7;
     let rep_chance = if adults_expected > 0.0 {
@@ -118,49 +178,34 @@ pub(crate) fn generate(
     } else {
         0.0
     };
-    let mut rep_pool: Vec<IdBytes> = Vec::with_capacity((entities as f64 * 2.2) as usize);
-    let mut cum = 0.0;
-    let mut placed = 0u64;
-    let mut carry = 0u64;
+    let mut rep_pool: Vec<IdBytes> = if keep_reps {
+        Vec::with_capacity((entities as f64 * 2.2) as usize)
+    } else {
+        Vec::new()
+    };
     let mut orders = Vec::new();
     let mut ctx = PersonCtx::default();
-    for (code, w) in ADDRESS_CODES {
-        for day in first..=last {
-            cum += cell_weight(cfg.seed, *w, *code, day, yw(day));
-            let upto = ((cum / total) * cfg.persons as f64).round() as u64;
-            let mut n = upto.saturating_sub(placed) + carry;
-            placed = placed.max(upto);
-            carry = n.saturating_sub(ORDERS_PER_CELL);
-            n = n.min(ORDERS_PER_CELL);
-            if n == 0 {
-                continue;
+    plan(cfg.seed, cfg.persons, ORDERS_PER_CELL, |code, day, n| {
+        choose_orders(&mut rng, n as usize, &mut orders);
+        for &order in &orders {
+            let id = CitizenId::from_parts(code, Date::from_days(day), order);
+            ctx.fill(&mut rng, &id, code, space);
+            out.write_person(&mut rng, &ctx, employers)?;
+            // Drawn whether kept or not, so the residents are the same either way.
+            let rep = ctx.age >= 25 && (rng.chance(rep_chance) || rep_pool.is_empty());
+            if rep && keep_reps {
+                let mut b = [0u8; 18];
+                b.copy_from_slice(id.as_str().as_bytes());
+                rep_pool.push(b);
             }
-            choose_orders(&mut rng, n as usize, &mut orders);
-            for &order in &orders {
-                let id = CitizenId::from_parts(*code, Date::from_days(day), order);
-                ctx.fill(&mut rng, &id, *code, space);
-                out.write_person(&mut rng, &ctx, employers)?;
-                if ctx.age >= 25 && (rng.chance(rep_chance) || rep_pool.is_empty()) {
-                    let mut b = [0u8; 18];
-                    b.copy_from_slice(id.as_str().as_bytes());
-                    rep_pool.push(b);
-                }
-                bar.inc(1);
-            }
+            bar.inc(1);
         }
-    }
-    // Rounding leaves nothing over; a carry can only remain when `persons` exceeds what the ID
-    // number space of these address codes can hold.
-    if carry > 0 {
-        return Err(Error::Parameter(format!(
-            "{} residents exceed the ID numbers the generator's address codes can hold",
-            cfg.persons
-        )));
-    }
+        Ok(())
+    })?;
     Ok(PeopleOut {
-        residents: out.residents.finish()?,
-        insurance: out.insurance.finish()?,
-        licences: out.licences.finish()?,
+        residents: finish(out.residents)?,
+        insurance: finish(out.insurance)?,
+        licences: finish(out.licences)?,
         rep_pool,
     })
 }
@@ -227,51 +272,63 @@ impl PersonCtx {
     }
 }
 
+/// The writers of the selected tables (`None`: not written). Insurance and licences draw from
+/// streams of their own, so writing or skipping one table leaves every other table's rows
+/// unchanged.
 struct Writers {
-    residents: TableWriter,
-    insurance: TableWriter,
-    licences: TableWriter,
+    residents: Option<TableWriter>,
+    insurance: Option<TableWriter>,
+    licences: Option<TableWriter>,
+    insurance_rng: Rng,
+    licence_rng: Rng,
     licence_seq: u64,
 }
 
 impl Writers {
-    fn new(cfg: &Config) -> Result<Self> {
-        let open = |def: schema::TableDef| TableWriter::new(cfg, def.dataset, &def.columns, 0);
+    fn new(cfg: &Config, sel: &Selection) -> Result<Self> {
         Ok(Self {
-            residents: open(schema::residents())?,
-            insurance: open(schema::social_insurance())?,
-            licences: open(schema::e_licences())?,
+            residents: sel.open(cfg, schema::residents())?,
+            insurance: sel.open(cfg, schema::social_insurance())?,
+            licences: sel.open(cfg, schema::e_licences())?,
+            insurance_rng: Rng::derive(cfg.seed, "social-insurance"),
+            licence_rng: Rng::derive(cfg.seed, "e-licences"),
             licence_seq: 0,
         })
     }
 
     fn write_person(&mut self, rng: &mut Rng, p: &PersonCtx, employers: &CodeList) -> Result<()> {
-        self.residents.push(&[
-            V::S(&p.id),
-            V::S(&p.name),
-            V::S(if p.male { "男" } else { "女" }),
-            V::D(p.birth),
-            V::S(rng.weighted::<&str>(ETHNICITIES)),
-            V::S(&p.phone),
-            V::S(&p.address_id),
-            V::S(&p.address),
-            V::S(p.town),
-            V::S(if p.local {
-                "户籍人口"
-            } else {
-                "流动人口"
-            }),
-        ])?;
-        self.write_insurance(rng, p, employers)?;
-        self.write_licences(rng, p)
+        let ethnicity = rng.weighted::<&str>(ETHNICITIES);
+        if let Some(w) = &mut self.residents {
+            w.push(&[
+                V::S(&p.id),
+                V::S(&p.name),
+                V::S(if p.male { "男" } else { "女" }),
+                V::D(p.birth),
+                V::S(ethnicity),
+                V::S(&p.phone),
+                V::S(&p.address_id),
+                V::S(&p.address),
+                V::S(p.town),
+                V::S(if p.local {
+                    "户籍人口"
+                } else {
+                    "流动人口"
+                }),
+            ])?;
+        }
+        if self.insurance.is_some() {
+            self.write_insurance(p, employers)?;
+        }
+        if self.licences.is_some() {
+            self.write_licences(p)?;
+        }
+        Ok(())
     }
 
-    fn write_insurance(
-        &mut self,
-        rng: &mut Rng,
-        p: &PersonCtx,
-        employers: &CodeList,
-    ) -> Result<()> {
+    fn write_insurance(&mut self, p: &PersonCtx, employers: &CodeList) -> Result<()> {
+        let (Some(out), rng) = (&mut self.insurance, &mut self.insurance_rng) else {
+            return Ok(());
+        };
         let working = (16..60).contains(&p.age);
         if !(working && rng.chance(0.72) || p.age >= 60 && rng.chance(0.6)) {
             return Ok(());
@@ -308,7 +365,7 @@ impl Writers {
             } else {
                 "暂停缴费"
             };
-            self.insurance.push(&[
+            out.push(&[
                 V::S(&p.id),
                 V::S(kind),
                 V::S(status),
@@ -320,7 +377,10 @@ impl Writers {
         Ok(())
     }
 
-    fn write_licences(&mut self, rng: &mut Rng, p: &PersonCtx) -> Result<()> {
+    fn write_licences(&mut self, p: &PersonCtx) -> Result<()> {
+        let (Some(out), rng) = (&mut self.licences, &mut self.licence_rng) else {
+            return Ok(());
+        };
         // (type, prefix, authority, minimum age, chance, validity in years or 0 for none)
         let kinds: &[(&str, &str, &str, i32, f64, i32)] = &[
             ("居民身份证", "SFZ", "佛山市公安局南海分局", 16, 1.0, 20),
@@ -370,7 +430,7 @@ impl Writers {
             } else {
                 "有效"
             };
-            self.licences.push(&[
+            out.push(&[
                 V::S(&p.id),
                 V::S(&no),
                 V::S(kind),
@@ -382,5 +442,67 @@ impl Writers {
             ])?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every (code, day, n) the plan places for `persons` at `per_cell` per cell.
+    fn placed(persons: u64, per_cell: u64) -> Result<Vec<(u32, i32, u64)>> {
+        let mut out = Vec::new();
+        plan(20190601, persons, per_cell, |code, day, n| {
+            out.push((code, day, n));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn check(cells: &[(u32, i32, u64)], persons: u64, per_cell: u64) {
+        assert_eq!(cells.iter().map(|c| c.2).sum::<u64>(), persons);
+        assert!(cells.iter().all(|c| (1..=per_cell).contains(&c.2)));
+        assert!(
+            cells
+                .windows(2)
+                .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)),
+            "cells in ID order, each once"
+        );
+    }
+
+    #[test]
+    fn a_billion_residents_get_numbers_and_fewer_never_reach_the_overflow_codes() {
+        let billion = placed(1_000_000_000, ORDERS_PER_CELL).unwrap();
+        check(&billion, 1_000_000_000, ORDERS_PER_CELL);
+        assert!(billion.iter().any(|c| OVERFLOW_CODES.contains(&c.0)));
+
+        let hundred_million = placed(100_000_000, ORDERS_PER_CELL).unwrap();
+        check(&hundred_million, 100_000_000, ORDERS_PER_CELL);
+        assert!(
+            !hundred_million
+                .iter()
+                .any(|c| OVERFLOW_CODES.contains(&c.0))
+        );
+    }
+
+    #[test]
+    fn residents_beyond_the_weighted_codes_overflow_and_beyond_every_code_are_refused() {
+        let days = (FIRST_BIRTH.0..=LAST_BIRTH.0)
+            .map(|y| {
+                if Date::from_ymd(y, 2, 29).is_some() {
+                    366
+                } else {
+                    365
+                }
+            })
+            .sum::<u64>();
+        let weighted = ADDRESS_CODES.len() as u64 * days * 2;
+        let cells = placed(weighted, 2).unwrap();
+        check(&cells, weighted, 2);
+        assert!(cells.iter().any(|c| OVERFLOW_CODES.contains(&c.0)));
+
+        let every = weighted + OVERFLOW_CODES.len() as u64 * days * 2;
+        let err = placed(every + 1, 2).unwrap_err().to_string();
+        assert!(err.contains("exceed the ID numbers"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Rows per data page by default: a lookup decodes one page of about this many rows of each
@@ -78,6 +78,25 @@ pub(crate) struct TableWriter {
     pub(crate) files: usize,
 }
 
+/// Fails when `dir` (the dataset `dataset`) already holds Parquet files; a missing directory
+/// is empty.
+pub(crate) fn ensure_empty(dir: &Path, dataset: &str) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let occupied = entries
+        .filter_map(|e| e.ok())
+        .any(|e| e.path().extension().is_some_and(|x| x == "parquet"));
+    if occupied {
+        return Err(Error::OutputNotEmpty {
+            dataset: dataset.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 impl TableWriter {
     /// A writer into `cfg.out/dataset`, which must not hold Parquet files yet. `sort_key` is the
     /// column the rows arrive sorted by (recorded in the file metadata).
@@ -88,16 +107,8 @@ impl TableWriter {
         sort_key: usize,
     ) -> Result<Self> {
         let dir = cfg.out.join(dataset);
+        ensure_empty(&dir, dataset)?;
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let occupied = std::fs::read_dir(&dir)
-            .map_err(|e| Error::io(&dir, e))?
-            .filter_map(|e| e.ok())
-            .any(|e| e.path().extension().is_some_and(|x| x == "parquet"));
-        if occupied {
-            return Err(Error::OutputNotEmpty {
-                dataset: dataset.to_owned(),
-            });
-        }
         let schema: SchemaRef = Arc::new(Schema::new(
             defs.iter()
                 .map(|d| Field::new(d.name, d.data_type.clone(), d.nullable))

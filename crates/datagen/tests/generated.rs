@@ -217,6 +217,21 @@ fn refuses_to_overwrite() {
     generate(&c).unwrap();
     let err = generate(&c).unwrap_err().to_string();
     assert!(err.contains("already holds Parquet files"), "{err}");
+
+    // A selection whose last table is occupied is refused before any table is written.
+    let fresh = tempfile::tempdir().unwrap();
+    let mut first = small(fresh.path());
+    first.persons = 100;
+    first.tables = vec!["market.business_licences".into()];
+    generate(&first).unwrap();
+    let mut more = first.clone();
+    more.tables = vec![
+        "population.residents".into(),
+        "market.business_licences".into(),
+    ];
+    let err = generate(&more).unwrap_err().to_string();
+    assert!(err.contains("'market/business_licences'"), "{err}");
+    assert!(!fresh.path().join("population").exists(), "nothing written");
 }
 
 #[test]
@@ -245,4 +260,63 @@ fn pages_hold_the_rows_asked_for() {
     assert!(rows > 100, "a row group of more than one page");
     assert!(sizes.iter().all(|&n| n <= 100), "{sizes:?}");
     assert!(sizes.contains(&100), "{sizes:?}");
+}
+
+#[test]
+fn a_table_written_alone_is_the_one_every_table_run_writes() {
+    let (all, some) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let full = small(all.path());
+    generate(&full).unwrap();
+    for picked in [
+        vec!["population.residents"],
+        vec!["gov.e_licences", "market.business_licences"],
+        vec!["hrss.social_insurance", "map.addresses"],
+        vec!["legal.entities"],
+    ] {
+        let out = some.path().join(picked.join("+"));
+        let mut only = full.clone();
+        only.out = out.clone();
+        only.tables = picked.iter().map(|t| t.to_string()).collect();
+        let summary = generate(&only).unwrap();
+        let names: Vec<_> = summary.iter().map(|t| t.name).collect();
+        let expected: Vec<_> = schema::all()
+            .into_iter()
+            .map(|d| d.name)
+            .filter(|n| picked.contains(n))
+            .collect();
+        assert_eq!(names, expected, "one summary per table written, in order");
+        for def in schema::all() {
+            let dir = out.join(def.dataset);
+            if !picked.contains(&def.name) {
+                assert!(!dir.exists(), "{} was not asked for", def.name);
+                continue;
+            }
+            assert!(summary.iter().any(|t| t.name == def.name && t.rows > 0));
+            let list = |d: &Path| {
+                let mut files: Vec<_> = std::fs::read_dir(d)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect();
+                files.sort();
+                files
+            };
+            let files = list(&dir);
+            assert!(!files.is_empty());
+            assert_eq!(files, list(&all.path().join(def.dataset)));
+            for f in files {
+                let x = std::fs::read(all.path().join(def.dataset).join(&f)).unwrap();
+                let y = std::fs::read(dir.join(&f)).unwrap();
+                assert!(x == y, "{}/{:?} differs when written alone", def.dataset, f);
+            }
+        }
+    }
+    let mut unknown = full.clone();
+    unknown.out = some.path().join("unknown");
+    unknown.tables = vec!["population.resident".into()];
+    let err = generate(&unknown).unwrap_err().to_string();
+    assert!(
+        err.contains("unknown table 'population.resident'") && err.contains("legal.entities"),
+        "{err}"
+    );
+    assert!(!unknown.out.exists(), "nothing written for a bad selection");
 }
