@@ -8,7 +8,7 @@
 //! the data and bloom filters off); with `--duckdb` through DuckDB (Python), when installed.
 
 use crate::cli::{BenchArgs, BenchMode};
-use crate::commands::parse_ttl;
+use crate::commands::parse_secs;
 use crate::hub::{TABLES_DIR, local_issuer, open_catalog};
 use crate::{Error, Result};
 use arrow::array::{Array, AsArray};
@@ -70,8 +70,9 @@ fn summarize(name: &str, mut lat: Vec<u32>, errors: BTreeMap<String, u64>, secs:
     }
 }
 
-/// Keys spread over every row group of every file: a few rows from each.
-fn sample_keys(dir: &Path, key: &str, want: usize) -> Result<Vec<String>> {
+/// Keys spread over every row group of every file (a few rows from each), each with the key
+/// that follows it in its file (`None` for a file's last row).
+fn sample_keys(dir: &Path, key: &str, want: usize) -> Result<Vec<(String, Option<String>)>> {
     let io = |what: String| move |e: std::io::Error| Error::Io { what, source: e };
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io(format!("read {}", dir.display())))?
@@ -122,6 +123,9 @@ fn sample_keys(dir: &Path, key: &str, want: usize) -> Result<Vec<String>> {
                 Some(s)
             })
             .collect();
+        let file_rows = md.file_metadata().num_rows() as usize;
+        // Rows selected per sample: the sampled row and, inside the file, the one after it.
+        let mut taken = Vec::new();
         for (g, at) in selectors {
             let row = starts[g] + at;
             if row < pos {
@@ -130,39 +134,54 @@ fn sample_keys(dir: &Path, key: &str, want: usize) -> Result<Vec<String>> {
             if row > pos {
                 sel.push(RowSelector::skip(row - pos));
             }
-            sel.push(RowSelector::select(1));
-            pos = row + 1;
+            let n = if row + 1 < file_rows { 2 } else { 1 };
+            sel.push(RowSelector::select(n));
+            taken.push(n);
+            pos = row + n;
         }
         let reader = builder
             .with_projection(ProjectionMask::roots(descr, [col]))
             .with_row_selection(RowSelection::from(sel))
             .build()
             .map_err(bad)?;
+        let mut values = Vec::new();
         for b in reader {
             let b = b.map_err(|e| Error::Usage(format!("sampling keys: {e}")))?;
             let c = b.column(0).as_string::<i32>();
-            keys.extend(
-                (0..c.len())
-                    .filter(|i| c.is_valid(*i))
-                    .map(|i| c.value(i).to_owned()),
-            );
+            values.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i).to_owned())));
+        }
+        let mut values = values.into_iter();
+        for n in taken {
+            let k = values.next().flatten();
+            let next = if n == 2 {
+                values.next().flatten()
+            } else {
+                None
+            };
+            if let Some(k) = k {
+                keys.push((k, next));
+            }
         }
     }
     Ok(keys)
 }
 
-/// A well-formed ID number that (almost surely) no resident has: same area and birth date,
-/// another sequence number.
-fn absent_like(key: &str, n: u64) -> String {
-    match CitizenId::parse(key) {
-        Ok(id) => {
-            let area: u32 = key[..6].parse().unwrap_or(440605);
-            CitizenId::from_parts(area, id.birth_date(), (997 - (n % 3)) as u16)
-                .as_str()
-                .to_owned()
-        }
-        Err(_) => format!("{key}~absent"),
-    }
+/// A well-formed key that certainly no row has: one strictly between `key` and `next`, two
+/// neighbours in a sorted file of unique keys. For an ID number, the same area and birth date
+/// with the next order code; `None` when there is no gap (a full cell) or no neighbour. Other
+/// keys get a suffix, which the hub refuses as malformed.
+fn absent_between(key: &str, next: Option<&str>) -> Option<String> {
+    let Ok(id) = CitizenId::parse(key) else {
+        return Some(format!("{key}~absent"));
+    };
+    let area: u32 = key[..6].parse().ok()?;
+    let order: u16 = key[14..17].parse().ok()?;
+    let gap = CitizenId::from_parts(
+        area,
+        id.birth_date(),
+        order.checked_add(1).filter(|o| *o <= 999)?,
+    );
+    (gap.as_str() < next?).then(|| gap.as_str().to_owned())
 }
 
 async fn channels(server: &str, n: usize) -> Result<Vec<Channel>> {
@@ -261,8 +280,15 @@ where
 
 /// `citybrain bench`.
 pub async fn bench(a: BenchArgs) -> Result<()> {
-    let secs = parse_ttl(&a.duration)?;
-    let warmup = Duration::from_secs(parse_ttl(&a.warmup)?);
+    let secs = match parse_secs("--duration", &a.duration)? {
+        0 => {
+            return Err(Error::Usage(
+                "--duration: a run must last longer than 0s".into(),
+            ));
+        }
+        n => n,
+    };
+    let warmup = Duration::from_secs(parse_secs("--warmup", &a.warmup)?);
     let catalog = open_catalog(&a.data.data_dir)?;
     let manifest = catalog.get(&a.table)?.manifest;
     let key = manifest
@@ -306,15 +332,24 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
     }
 
     eprintln!("sampling {} keys from {}", a.sample, dir.display());
-    let mut keys = sample_keys(&dir, &key, a.sample)?;
-    if keys.is_empty() {
+    let sampled = sample_keys(&dir, &key, a.sample)?;
+    if sampled.is_empty() {
         return Err(Error::Usage("no keys found in the table's files".into()));
     }
+    let gaps: Vec<String> = sampled
+        .iter()
+        .filter_map(|(k, next)| absent_between(k, next.as_deref()))
+        .collect();
+    let mut keys: Vec<String> = sampled.into_iter().map(|(k, _)| k).collect();
     let absent = (keys.len() * a.absent_percent as usize / 100).min(keys.len());
+    if absent > 0 && gaps.is_empty() {
+        return Err(Error::Usage(
+            "--absent-percent: no two sampled neighbours leave room for an absent key".into(),
+        ));
+    }
     let step = keys.len() / absent.max(1);
     for i in 0..absent {
-        let fake = absent_like(&keys[i * step], i as u64);
-        keys[i * step] = fake;
+        keys[i * step] = gaps[i % gaps.len()].clone();
     }
     let keys = Arc::new(keys);
     let mut runs = Vec::new();
@@ -638,4 +673,45 @@ async fn grant(
             .await?;
     }
     Ok(columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(area: u32, (y, m, d): (i32, u32, u32), order: u16) -> String {
+        let birth = citybrain_types::Date::from_ymd(y, m, d).unwrap();
+        CitizenId::from_parts(area, birth, order)
+            .as_str()
+            .to_owned()
+    }
+
+    #[test]
+    fn an_absent_key_lies_strictly_between_neighbours_or_is_not_made() {
+        let day = (1990, 5, 17);
+        let (a, b) = (id(440605, day, 12), id(440605, day, 15));
+        let gap = absent_between(&a, Some(&b)).unwrap();
+        assert_eq!(gap, id(440605, day, 13));
+        assert!(a < gap && gap < b);
+        assert!(
+            CitizenId::parse(&gap).is_ok(),
+            "well-formed, so it is looked up"
+        );
+
+        let full = (id(440605, day, 12), id(440605, day, 13));
+        assert_eq!(absent_between(&full.0, Some(&full.1)), None, "a full run");
+        let last = id(440605, day, 999);
+        let next_day = id(440605, (1990, 5, 18), 1);
+        assert_eq!(absent_between(&last, Some(&next_day)), None);
+        assert_eq!(absent_between(&a, None), None, "no neighbour, no certainty");
+        assert_eq!(
+            absent_between(&a, Some(&id(440606, (1935, 1, 1), 1))),
+            Some(id(440605, day, 13)),
+            "the next cell starts later"
+        );
+        assert_eq!(
+            absent_between("91440605MA4UXXXX1X", None).as_deref(),
+            Some("91440605MA4UXXXX1X~absent")
+        );
+    }
 }

@@ -165,11 +165,21 @@ pub fn token(args: TokenArgs) -> Result<()> {
     Ok(())
 }
 
-/// Parses `90s`, `30m`, `1h`, `7d` into seconds.
+/// Parses a token lifetime, `90s`, `30m`, `1h`, `7d`, into seconds (more than zero).
 pub fn parse_ttl(s: &str) -> Result<u64> {
+    match parse_secs("--ttl", s)? {
+        0 => Err(Error::Usage(format!(
+            "--ttl '{s}': a token must live longer than 0s"
+        ))),
+        n => Ok(n),
+    }
+}
+
+/// Parses the value of `flag`, `0s`, `90s`, `30m`, `1h`, `7d`, into seconds.
+pub fn parse_secs(flag: &str, s: &str) -> Result<u64> {
     let bad = || {
         Error::Usage(format!(
-            "--ttl '{s}': expected a number with s, m, h or d, e.g. 1h"
+            "{flag} '{s}': expected a number with s, m, h or d, e.g. 30s"
         ))
     };
     let (num, unit) = s.split_at(s.len().saturating_sub(1));
@@ -181,9 +191,6 @@ pub fn parse_ttl(s: &str) -> Result<u64> {
         "d" => 86_400,
         _ => return Err(bad()),
     };
-    if n == 0 {
-        return Err(bad());
-    }
     n.checked_mul(mult).ok_or_else(bad)
 }
 
@@ -470,5 +477,24 @@ fn print_row_state(t: &pb::Table) {
         Ok(pb::DataState::Available) => println!("{}", t.records),
         Ok(pb::DataState::Unavailable) => println!("unavailable (see GetTableData)"),
         _ => println!("no data in the hub"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_name_their_flag_and_a_token_must_live() {
+        assert_eq!(parse_secs("--warmup", "0s").unwrap(), 0);
+        assert_eq!(parse_secs("--duration", "90s").unwrap(), 90);
+        assert_eq!(parse_ttl("2h").unwrap(), 7200);
+        assert_eq!(parse_ttl("7d").unwrap(), 7 * 86_400);
+        for (flag, bad) in [("--warmup", "3"), ("--duration", "xs"), ("--warmup", "")] {
+            let err = parse_secs(flag, bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{flag} '{bad}'")), "{err}");
+        }
+        let err = parse_ttl("0s").unwrap_err().to_string();
+        assert!(err.contains("--ttl '0s'"), "{err}");
     }
 }
