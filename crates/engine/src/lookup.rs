@@ -31,6 +31,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
+/// Ranges of a local file closer than this are read as one when they come from the disk.
+const LOCAL_COALESCE: u64 = 64 * 1024;
+
 /// Byte ranges of one Parquet object whose metadata is already known: from the page cache on
 /// the calling task when the root is local and the bytes are cached, else from the store.
 struct StoreReader {
@@ -76,10 +79,40 @@ impl AsyncFileReader for StoreReader {
             if let Some(b) = self.cached(&ranges) {
                 return Ok(b);
             }
-            self.store
-                .get_ranges(&self.path, &ranges)
+            let failed = |e| ParquetError::External(Box::new(e));
+            if self.local.is_none() {
+                return self
+                    .store
+                    .get_ranges(&self.path, &ranges)
+                    .await
+                    .map_err(failed);
+            }
+            // The local store reads a call's ranges one after another. A lookup's pages (one
+            // per column, each in its own column chunk) are far apart, and a disk serves reads
+            // in parallel: read ranges within `LOCAL_COALESCE` of each other as one, and the
+            // rest at once.
+            let (store, path) = (&self.store, &self.path);
+            let fetch = |r: Range<u64>| async move {
+                // A single read stops at the end of the file; a file cut short is an error here,
+                // as it is when the store reads ranges one after another.
+                let b = store.get_range(path, r.clone()).await?;
+                if b.len() as u64 != r.end - r.start {
+                    return Err(object_store::Error::Generic {
+                        store: "local",
+                        source: format!(
+                            "{path}: bytes {}..{} run past the end of the file ({} read)",
+                            r.start,
+                            r.end,
+                            b.len()
+                        )
+                        .into(),
+                    });
+                }
+                Ok(b)
+            };
+            object_store::coalesce_ranges(&ranges, fetch, LOCAL_COALESCE)
                 .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
+                .map_err(failed)
         })
     }
 
@@ -550,8 +583,61 @@ fn in_catalog_order(
 
 #[cfg(test)]
 mod tests {
-    use super::{KeySet, Wanted};
-    use arrow::array::{Array, StringArray};
+    use super::{KeySet, LocalFile, ObjectPath, ObjectStore, StoreReader, Wanted};
+    use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+    use bytes::Bytes;
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::async_reader::AsyncFileReader;
+    use parquet::file::metadata::ParquetMetaDataReader;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn ranges_read_from_the_disk_come_back_exactly_merged_or_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = StringArray::from_iter_values((0..50_000u64).map(|i| format!("{i:012}")));
+        let batch = RecordBatch::try_from_iter([("v", Arc::new(values) as ArrayRef)]).unwrap();
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        std::fs::write(dir.path().join("f.parquet"), &buf).unwrap();
+        let len = buf.len() as u64;
+        assert!(len > 300_000, "room for ranges near and far apart: {len}");
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(&Bytes::from(buf.clone()))
+            .unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        // The page-cache reader names a file that is not there, so every range takes the
+        // disk path, as it does when the bytes are not cached.
+        let mut reader = StoreReader {
+            store,
+            path: ObjectPath::from("f.parquet"),
+            metadata: Arc::new(metadata),
+            local: Some(LocalFile::new(dir.path().join("not-there"))),
+        };
+        // Near ranges (merged), far ones (apart), out of order, overlapping, empty, the tail.
+        let ranges = vec![
+            200_000..200_100,
+            0..10,
+            100..4_000,
+            7..9,
+            50_000..60_000,
+            300..300,
+            len - 8..len,
+        ];
+        let got = reader.get_byte_ranges(ranges.clone()).await.unwrap();
+        assert_eq!(got.len(), ranges.len());
+        for (r, b) in ranges.iter().zip(&got) {
+            assert_eq!(&b[..], &buf[r.start as usize..r.end as usize], "{r:?}");
+        }
+        let past = reader.get_byte_ranges(vec![0..10, len - 5..len + 1]).await;
+        let err = past.expect_err("a range past the end fails, not short bytes");
+        assert!(
+            err.to_string().contains("past the end of the file"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn wanted_keys_are_found_and_no_other_key_is() {
