@@ -316,13 +316,8 @@ impl Writers {
                 }),
             ])?;
         }
-        if self.insurance.is_some() {
-            self.write_insurance(p, employers)?;
-        }
-        if self.licences.is_some() {
-            self.write_licences(p)?;
-        }
-        Ok(())
+        self.write_insurance(p, employers)?;
+        self.write_licences(p)
     }
 
     fn write_insurance(&mut self, p: &PersonCtx, employers: &CodeList) -> Result<()> {
