@@ -98,8 +98,9 @@ pub(crate) fn ensure_empty(dir: &Path, dataset: &str) -> Result<()> {
 }
 
 impl TableWriter {
-    /// A writer into `cfg.out/dataset`, which must not hold Parquet files yet. `sort_key` is the
-    /// column the rows arrive sorted by (recorded in the file metadata).
+    /// A writer into `cfg.out/dataset`, which [`crate::generate`] has checked holds no Parquet
+    /// files yet. `sort_key` is the column the rows arrive sorted by (recorded in the file
+    /// metadata).
     pub(crate) fn new(
         cfg: &Config,
         dataset: &str,
@@ -107,7 +108,6 @@ impl TableWriter {
         sort_key: usize,
     ) -> Result<Self> {
         let dir = cfg.out.join(dataset);
-        ensure_empty(&dir, dataset)?;
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let schema: SchemaRef = Arc::new(Schema::new(
             defs.iter()
