@@ -1,5 +1,6 @@
 //! The data path below the gateway, each beside a naive baseline in the same group: a lookup by
-//! key through the key index (one page read) against scanning the file, an absent key, a batch
+//! key through the key index (one page read, by point reads and by the Arrow record reader)
+//! against scanning the file, an absent key, a batch
 //! match of 10,000 keys against one full scan with a hash set, and masking a column of names.
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
@@ -102,9 +103,17 @@ fn data_path(c: &mut Criterion) {
         1
     );
 
+    // The same key index, each page's rows decoded by the Arrow record reader.
+    let record = Engine::new(DataRoot::local(tmp.path()).unwrap()).without_point_reads();
+    rt.block_on(record.lookup(&table, std::slice::from_ref(&key)))
+        .unwrap();
+
     let mut g = c.benchmark_group("lookup_one_key");
     g.bench_function("hub_key_index", |b| {
         b.iter(|| rt.block_on(engine.lookup(&table, std::slice::from_ref(black_box(&key)))))
+    });
+    g.bench_function("record_reader", |b| {
+        b.iter(|| rt.block_on(record.lookup(&table, std::slice::from_ref(black_box(&key)))))
     });
     g.sample_size(10);
     g.bench_function("naive_full_scan", |b| {

@@ -11,6 +11,7 @@ mod dataset;
 mod keyindex;
 mod local;
 mod lookup;
+mod point;
 mod root;
 
 pub use dataset::{DataInfo, Engine};

@@ -400,3 +400,76 @@ async fn a_key_column_of_large_text_is_refused_not_a_panic() {
     let got = engine.lookup(&table, &["440605199001010011".into()]).await;
     assert!(matches!(got, Err(Error::Unavailable { .. })), "{got:?}");
 }
+
+/// Every column of the residents' files, as the catalog lists them.
+fn all_resident_columns() -> TableManifest {
+    use DataType::{Date, String as S};
+    let cols = [
+        ("id_number", S),
+        ("name", S),
+        ("gender", S),
+        ("birth_date", Date),
+        ("ethnicity", S),
+        ("phone", S),
+        ("address_id", S),
+        ("household_address", S),
+        ("town", S),
+        ("registration_type", S),
+    ];
+    let mut m = manifest("population.residents", "population/residents", &cols);
+    m.key_column = Some("id_number".into());
+    m
+}
+
+async fn answer(
+    engine: &Engine,
+    table: &TableManifest,
+    keys: &[String],
+    read: Option<&[usize]>,
+) -> Vec<arrow::array::RecordBatch> {
+    match read {
+        None => engine.lookup(table, keys).await,
+        Some(r) => engine.lookup_reading(table, keys, r).await,
+    }
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_reads_answer_as_the_record_reader_does() {
+    use arrow::compute::concat_batches;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = citybrain_datagen::Config::new(dir.path(), 3_000);
+    // Many small pages a file: a lookup reads a page or two (point reads), a large batch
+    // every page of a file (the record reader).
+    cfg.rows_per_file = 1_500;
+    cfg.page_rows = 64;
+    citybrain_datagen::generate(&cfg).unwrap();
+    let root = || DataRoot::parse(&format!("file://{}", dir.path().display())).unwrap();
+    let (point, record) = (
+        Engine::new(root()),
+        Engine::new(root()).without_point_reads(),
+    );
+    let table = all_resident_columns();
+    let ids = column_values(dir.path(), "population/residents", "id_number");
+    let absent = format!("{}0", &ids[5][..17]);
+    let mut lookups: Vec<Vec<String>> = ids.iter().step_by(97).map(|k| vec![k.clone()]).collect();
+    lookups.push(vec![absent.clone()]);
+    lookups.push(ids.iter().step_by(401).cloned().chain([absent]).collect());
+    lookups.push(ids.iter().step_by(3).cloned().collect());
+    let read_some = [0usize, 3, 8];
+    let rows = |b: &[arrow::array::RecordBatch]| b.iter().map(|b| b.num_rows()).sum::<usize>();
+    for keys in &lookups {
+        for read in [None, Some(&read_some[..])] {
+            let got = answer(&point, &table, keys, read).await;
+            let want = answer(&record, &table, keys, read).await;
+            let expected = keys.iter().filter(|k| ids.contains(k)).count();
+            assert_eq!(rows(&got), expected, "{} keys", keys.len());
+            assert_eq!(rows(&want), expected, "{} keys", keys.len());
+            if expected > 0 {
+                let got = concat_batches(&got[0].schema(), &got).unwrap();
+                let want = concat_batches(&want[0].schema(), &want).unwrap();
+                assert_eq!(got, want, "{} keys, reading {read:?}", keys.len());
+            }
+        }
+    }
+}
