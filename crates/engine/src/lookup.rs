@@ -360,6 +360,26 @@ impl FileRead {
                 detail: format!("key column '{key_col}' is missing"),
             })
         })?;
+        let columns: Vec<usize> = table
+            .columns
+            .iter()
+            .zip(&self.read)
+            .filter(|(_, read)| **read)
+            .filter_map(|(c, _)| root(&c.name))
+            .collect();
+        let mut reader = StoreReader::new(&self.root, meta.location.clone(), md.clone());
+        let schema = footer.arrow.schema();
+        let holds = |k: &[u8]| self.wanted.holds(k);
+        let pages: usize = plan.values().map(BTreeSet::len).sum();
+        if self.point && pages <= POINT_PAGES {
+            match point::read(&mut reader, md, schema, key_idx, &columns, &plan, &holds).await {
+                Ok(batches) => return self.in_catalog_order(table, i, footer, batches),
+                Err(why) => {
+                    tracing::debug!(file = %meta.location, why, "point read left to the record reader")
+                }
+            }
+        }
+        // The record reader: the same pages as a row selection, keys filtered while decoded.
         let mut selectors = Vec::new();
         for (g, pages) in &plan {
             let total = md.row_group(*g).num_rows() as u64;
@@ -379,13 +399,6 @@ impl FileRead {
                 selectors.push(RowSelector::skip((total - at) as usize));
             }
         }
-        let columns: Vec<usize> = table
-            .columns
-            .iter()
-            .zip(&self.read)
-            .filter(|(_, read)| **read)
-            .filter_map(|(c, _)| root(&c.name))
-            .collect();
         let wanted = self.wanted.clone();
         let predicate = ArrowPredicateFn::new(
             ProjectionMask::leaves(descr, [key_idx]),
@@ -399,18 +412,6 @@ impl FileRead {
                 wanted.rows_in(keys)
             },
         );
-        let mut reader = StoreReader::new(&self.root, meta.location.clone(), md.clone());
-        let schema = footer.arrow.schema();
-        let holds = |k: &[u8]| self.wanted.holds(k);
-        let pages: usize = plan.values().map(BTreeSet::len).sum();
-        if self.point && pages <= POINT_PAGES {
-            match point::read(&mut reader, md, schema, key_idx, &columns, &plan, &holds).await {
-                Ok(batches) => return self.in_catalog_order(table, i, footer, batches),
-                Err(why) => {
-                    tracing::debug!(file = %meta.location, why, "point read left to the record reader")
-                }
-            }
-        }
         let corrupt = || {
             unavailable(DataProblem::Corrupt {
                 index: i + 1,
