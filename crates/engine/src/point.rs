@@ -447,13 +447,7 @@ impl Plain {
             spans.reserve(count.min(buf.len() / 4));
             let mut at = 0usize;
             for _ in 0..count {
-                let len = buf.get(at..at + 4).ok_or("values cut short")?;
-                let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-                let start = at + 4;
-                let end = start.checked_add(len).ok_or("value length")?;
-                if end > buf.len() {
-                    return Err("values cut short");
-                }
+                let (start, end) = byte_array_at(&buf, at)?;
                 spans.push((start as u32, end as u32));
                 at = end;
             }
@@ -472,13 +466,7 @@ impl Plain {
     fn scan(&self) -> impl Iterator<Item = Result<Bytes, Skip>> + '_ {
         let mut at = 0usize;
         (0..self.count).map(move |_| {
-            let len = self.buf.get(at..at + 4).ok_or("values cut short")?;
-            let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-            let start = at + 4;
-            let end = start.checked_add(len).ok_or("value length")?;
-            if end > self.buf.len() {
-                return Err("values cut short");
-            }
+            let (start, end) = byte_array_at(&self.buf, at)?;
             at = end;
             Ok(self.buf.slice(start..end))
         })
@@ -506,6 +494,18 @@ impl Plain {
             _ => return Err("type not read here"),
         })
     }
+}
+
+/// Where the PLAIN byte array whose length prefix is at `at` starts and ends.
+fn byte_array_at(buf: &[u8], at: usize) -> Result<(usize, usize), Skip> {
+    let len = buf.get(at..at + 4).ok_or("values cut short")?;
+    let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+    let start = at + 4;
+    let end = start.checked_add(len).ok_or("value length")?;
+    if end > buf.len() {
+        return Err("values cut short");
+    }
+    Ok((start, end))
 }
 
 /// A data page whose values can be taken by row, for its first `upto` rows.
