@@ -14,7 +14,7 @@
 //! durable log's batch gathering, default as the hub's).
 
 use citybrain::hub::{self, HubOptions};
-use citybrain_audit::{Entry, Gather};
+use citybrain_audit::{AuditLog, Entry, Gather};
 use citybrain_gateway::AuditSink;
 use citybrain_governance::{ApplyRequest, Decision, Governance, Mask, Mode};
 use citybrain_proto::v1 as pb;
@@ -89,9 +89,42 @@ struct Round {
     errors: u64,
     secs: f64,
     latencies_us: Vec<u64>,
+    /// CPU of the whole process (hubs and clients) over the round, µs.
+    cpu_us: u64,
+    /// CPU of the durable log's writer thread over the round, µs.
+    writer_us: u64,
+    /// Batches the durable log made durable over the round.
+    syncs: u64,
+}
+
+/// CPU time (user + system) in µs: of this process, and of its threads named `thread`.
+/// `/proc` counts in USER_HZ (100 a second on Linux), so a round of seconds has plenty.
+fn cpu_us(thread: &str) -> (u64, u64) {
+    fn ticks(stat: &str) -> Option<(String, u64)> {
+        let (head, tail) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1.to_owned();
+        let f: Vec<&str> = tail.split_whitespace().collect();
+        // After the name: state is field 3 of the line, utime 14 and stime 15.
+        let t = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        Some((comm, t))
+    }
+    let read = |p: &Path| std::fs::read_to_string(p).ok().and_then(|s| ticks(&s));
+    let all = read(Path::new("/proc/self/stat")).map_or(0, |(_, t)| t);
+    let mut named = 0;
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for task in dir.flatten() {
+            if let Some((comm, t)) = read(&task.path().join("stat"))
+                && comm == thread
+            {
+                named += t;
+            }
+        }
+    }
+    (all * 10_000, named * 10_000)
 }
 
 async fn load(
+    audit: Option<&AuditLog>,
     url: String,
     token: String,
     keys: Arc<Vec<String>>,
@@ -99,16 +132,26 @@ async fn load(
     secs: u64,
     rate: Option<f64>,
 ) -> Round {
-    let channel = tonic::transport::Channel::from_shared(url)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    // As `citybrain bench`: a connection per 8 clients. One connection for all would make its
+    // two connection tasks (client's and hub's) the bottleneck, not the hub's serving.
+    let mut channels = Vec::new();
+    for _ in 0..clients.div_ceil(8).max(1) {
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .unwrap();
+        channels.push(channel);
+    }
+    let (cpu0, writer0) = cpu_us("audit-writer");
+    let syncs0 = audit.map_or(0, |a| a.syncs());
     let start = Instant::now();
     let stop = start + Duration::from_secs(secs);
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
-            let (channel, token, keys) = (channel.clone(), token.clone(), keys.clone());
+            let channel = channels[c as usize % channels.len()].clone();
+            let (token, keys) = (token.clone(), keys.clone());
             tokio::spawn(async move {
                 let mut api = DataServiceClient::new(channel);
                 let (mut lat, mut errors, mut i) = (Vec::new(), 0u64, c as usize * 7919);
@@ -154,6 +197,9 @@ async fn load(
         errors: 0,
         secs: 0.0,
         latencies_us: Vec::new(),
+        cpu_us: 0,
+        writer_us: 0,
+        syncs: 0,
     };
     for t in tasks {
         let (lat, errors) = t.await.unwrap();
@@ -162,6 +208,10 @@ async fn load(
         round.latencies_us.extend(lat);
     }
     round.secs = start.elapsed().as_secs_f64();
+    let (cpu1, writer1) = cpu_us("audit-writer");
+    round.cpu_us = cpu1 - cpu0;
+    round.writer_us = writer1 - writer0;
+    round.syncs = audit.map_or(0, |a| a.syncs()) - syncs0;
     round
 }
 
@@ -169,8 +219,17 @@ async fn load(
 fn report(title: &str, persons: u64, rounds: u64, secs: u64, results: &[(&str, Round)]) {
     println!("lookup_e2e: {persons} residents, {title}, {rounds} x {secs} s per sink");
     println!(
-        "{:<20} {:>10} {:>8} {:>9} {:>9} {:>9} {:>7}",
-        "sink", "lookups/s", "calls", "p50 ms", "p99 ms", "p99.9 ms", "errors"
+        "{:<20} {:>10} {:>8} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10} {:>10}",
+        "sink",
+        "lookups/s",
+        "calls",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "errors",
+        "cpu/call",
+        "writer",
+        "per sync"
     );
     let mut summary = Vec::new();
     for label in ["durable audit log", "in-memory sink"] {
@@ -188,15 +247,24 @@ fn report(title: &str, persons: u64, rounds: u64, secs: u64, results: &[(&str, R
             .collect();
         lat.sort_unstable();
         let rate = calls as f64 / secs_total;
+        let per_call = |us: u64| format!("{:.0} µs", us as f64 / calls.max(1) as f64);
+        let syncs: u64 = picked.iter().map(|r| r.syncs).sum();
         println!(
-            "{:<20} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+            "{:<20} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10} {:>10} {:>10}",
             label,
             rate,
             calls,
             pct(&lat, 0.5),
             pct(&lat, 0.99),
             pct(&lat, 0.999),
-            errors
+            errors,
+            per_call(picked.iter().map(|r| r.cpu_us).sum()),
+            per_call(picked.iter().map(|r| r.writer_us).sum()),
+            if syncs == 0 {
+                "-".to_owned()
+            } else {
+                format!("{:.1}", calls as f64 / syncs as f64)
+            }
         );
         summary.push((rate, pct(&lat, 0.5), pct(&lat, 0.99)));
     }
@@ -309,19 +377,30 @@ fn main() {
             .unwrap();
         let urls = [
             (
+                Some(&durable.audit),
                 "durable audit log",
                 format!("http://{}", durable.server.local_addr()),
                 token,
             ),
             (
+                None,
                 "in-memory sink",
                 format!("http://{}", memory.server.local_addr()),
                 token_b,
             ),
         ];
         // Warm both, then alternate so drift hits both alike.
-        for (_, url, t) in &urls {
-            load(url.clone(), t.clone(), keys.clone(), clients, 1, None).await;
+        for (audit, _, url, t) in &urls {
+            load(
+                *audit,
+                url.clone(),
+                t.clone(),
+                keys.clone(),
+                clients,
+                1,
+                None,
+            )
+            .await;
         }
         for (title, pace) in [
             (
@@ -335,8 +414,17 @@ fn main() {
         ] {
             let mut results: Vec<(&str, Round)> = Vec::new();
             for _ in 0..rounds {
-                for (label, url, t) in &urls {
-                    let r = load(url.clone(), t.clone(), keys.clone(), clients, secs, pace).await;
+                for (audit, label, url, t) in &urls {
+                    let r = load(
+                        *audit,
+                        url.clone(),
+                        t.clone(),
+                        keys.clone(),
+                        clients,
+                        secs,
+                        pace,
+                    )
+                    .await;
                     results.push((label, r));
                 }
             }
