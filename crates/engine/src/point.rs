@@ -463,12 +463,12 @@ impl Plain {
     }
 
     /// Byte arrays in order, each as its own bytes, checked to lie within the values.
-    fn scan(&self) -> impl Iterator<Item = Result<Bytes, Skip>> + '_ {
+    fn scan(&self) -> impl Iterator<Item = Result<(usize, usize), Skip>> + '_ {
         let mut at = 0usize;
         (0..self.count).map(move |_| {
             let (start, end) = byte_array_at(&self.buf, at)?;
             at = end;
-            Ok(self.buf.slice(start..end))
+            Ok((start, end))
         })
     }
 
@@ -678,11 +678,12 @@ impl Decoded {
         match &self.values {
             Values::Plain(plain) if plain.physical == Physical::BYTE_ARRAY => {
                 // Values in order, one per row that is not null.
+                // Keys are compared in place; only a match is cut out of the page.
                 let mut keys = plain.scan();
                 let mut check = |i: usize| -> Result<(), Skip> {
-                    let k = keys.next().ok_or("values cut short")??;
-                    if wanted(&k) {
-                        out.push((i, k));
+                    let (s, e) = keys.next().ok_or("values cut short")??;
+                    if wanted(&plain.buf[s..e]) {
+                        out.push((i, plain.buf.slice(s..e)));
                     }
                     Ok(())
                 };
@@ -705,9 +706,9 @@ impl Decoded {
                     };
                     let d = *indices.get(v).ok_or("index past the values")? as usize;
                     let (s, e) = *dictionary.spans.get(d).ok_or("index past the dictionary")?;
-                    let k = dictionary.buf.slice(s as usize..e as usize);
-                    if wanted(&k) {
-                        out.push((i, k));
+                    let (s, e) = (s as usize, e as usize);
+                    if wanted(&dictionary.buf[s..e]) {
+                        out.push((i, dictionary.buf.slice(s..e)));
                     }
                 }
             }
