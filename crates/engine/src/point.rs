@@ -462,7 +462,7 @@ impl Plain {
         })
     }
 
-    /// Byte arrays in order, each as its own bytes, checked to lie within the values.
+    /// Where each byte array lies in the values (start, end), in order, checked to lie within them.
     fn scan(&self) -> impl Iterator<Item = Result<(usize, usize), Skip>> + '_ {
         let mut at = 0usize;
         (0..self.count).map(move |_| {
