@@ -9,9 +9,7 @@ use crate::keyindex::{KeyFilter, KeyIndex};
 use crate::local::LocalFile;
 use crate::point::{self, FilePlan};
 use crate::{DataProblem, DataRoot, Error, Result};
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, StringArray, new_null_array,
-};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray, new_null_array};
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::kernels::cmp::eq;
 use arrow::datatypes::Schema;
@@ -465,7 +463,7 @@ impl FileRead {
 /// The keys of one lookup, which every row of every page read is checked against.
 enum Wanted {
     /// One key (a Lookup or Verify): compared in place, no hashing per row.
-    One(ArrayRef),
+    One(String),
     /// Several (a batch).
     Many(KeySet),
 }
@@ -473,7 +471,7 @@ enum Wanted {
 impl Wanted {
     fn new(keys: &[String]) -> Self {
         match keys {
-            [one] => Self::One(Arc::new(StringArray::from_iter_values([one]))),
+            [one] => Self::One(one.clone()),
             _ => Self::Many(KeySet::new(keys)),
         }
     }
@@ -481,7 +479,7 @@ impl Wanted {
     /// Whether a key (as stored) is wanted.
     fn holds(&self, key: &[u8]) -> bool {
         match self {
-            Self::One(one) => one.as_string::<i32>().value(0).as_bytes() == key,
+            Self::One(one) => one.as_bytes() == key,
             Self::Many(set) => set.contains(key),
         }
     }
@@ -489,7 +487,7 @@ impl Wanted {
     /// Which rows of a page's key column hold a wanted key (a null key never does).
     fn rows_in(&self, keys: &StringArray) -> Result<BooleanArray, ArrowError> {
         match self {
-            Self::One(key) => eq(keys, &Scalar::new(key.clone())),
+            Self::One(key) => eq(keys, &StringArray::new_scalar(key)),
             Self::Many(set) => Ok(BooleanArray::new(
                 BooleanBuffer::collect_bool(keys.len(), |r| {
                     keys.is_valid(r) && set.contains(keys.value(r).as_bytes())
