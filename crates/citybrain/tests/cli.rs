@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_citybrain");
 
+/// The repository's manifests. The crate's directory is read when the test runs (cargo sets it
+/// then too): a target directory shared between checkouts may hold this binary built in another.
 fn repo_catalog() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../catalog")
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    Path::new(&crate_dir).join("../../catalog")
 }
 
 fn run(args: &[&str]) -> std::process::Output {

@@ -12,7 +12,10 @@ fn setup() -> (tempfile::TempDir, Governance) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("catalog.db");
     let catalog = Arc::new(Catalog::open(&db).unwrap());
-    let manifests = load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../catalog")).unwrap();
+    // Read when the test runs (cargo sets it then too): a target directory shared between
+    // checkouts may hold this binary built in another.
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    let manifests = load_dir(&Path::new(&crate_dir).join("../../catalog")).unwrap();
     catalog.apply(&manifests).unwrap();
     let gov = Governance::open(&db, catalog).unwrap();
     (dir, gov)
