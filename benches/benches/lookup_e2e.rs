@@ -95,6 +95,8 @@ struct Round {
     writer_us: u64,
     /// Batches the durable log made durable over the round.
     syncs: u64,
+    /// Of those, records committed by their own call, alone.
+    lone: u64,
 }
 
 /// CPU time (user + system) in µs: of this process, and of its threads named `thread`.
@@ -124,7 +126,7 @@ fn cpu_us(thread: &str) -> (u64, u64) {
 }
 
 async fn load(
-    audit: Option<&AuditLog>,
+    audit: Option<AuditLog>,
     url: String,
     token: String,
     keys: Arc<Vec<String>>,
@@ -145,7 +147,8 @@ async fn load(
         channels.push(channel);
     }
     let (cpu0, writer0) = cpu_us("audit-writer");
-    let syncs0 = audit.map_or(0, |a| a.syncs());
+    let syncs0 = audit.as_ref().map_or(0, |a| a.syncs());
+    let lone0 = audit.as_ref().map_or(0, |a| a.lone_commits());
     let start = Instant::now();
     let stop = start + Duration::from_secs(secs);
     let tasks: Vec<_> = (0..clients)
@@ -200,6 +203,7 @@ async fn load(
         cpu_us: 0,
         writer_us: 0,
         syncs: 0,
+        lone: 0,
     };
     for t in tasks {
         let (lat, errors) = t.await.unwrap();
@@ -211,7 +215,8 @@ async fn load(
     let (cpu1, writer1) = cpu_us("audit-writer");
     round.cpu_us = cpu1 - cpu0;
     round.writer_us = writer1 - writer0;
-    round.syncs = audit.map_or(0, |a| a.syncs()) - syncs0;
+    round.syncs = audit.as_ref().map_or(0, |a| a.syncs()) - syncs0;
+    round.lone = audit.as_ref().map_or(0, |a| a.lone_commits()) - lone0;
     round
 }
 
@@ -219,7 +224,7 @@ async fn load(
 fn report(title: &str, persons: u64, rounds: u64, secs: u64, results: &[(&str, Round)]) {
     println!("lookup_e2e: {persons} residents, {title}, {rounds} x {secs} s per sink");
     println!(
-        "{:<20} {:>10} {:>8} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10} {:>10}",
+        "{:<20} {:>10} {:>8} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10} {:>10} {:>7}",
         "sink",
         "lookups/s",
         "calls",
@@ -229,7 +234,8 @@ fn report(title: &str, persons: u64, rounds: u64, secs: u64, results: &[(&str, R
         "errors",
         "cpu/call",
         "writer",
-        "per sync"
+        "per sync",
+        "alone"
     );
     let mut summary = Vec::new();
     for label in ["durable audit log", "in-memory sink"] {
@@ -249,8 +255,9 @@ fn report(title: &str, persons: u64, rounds: u64, secs: u64, results: &[(&str, R
         let rate = calls as f64 / secs_total;
         let per_call = |us: u64| format!("{:.0} µs", us as f64 / calls.max(1) as f64);
         let syncs: u64 = picked.iter().map(|r| r.syncs).sum();
+        let lone: u64 = picked.iter().map(|r| r.lone).sum();
         println!(
-            "{:<20} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10} {:>10} {:>10}",
+            "{:<20} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10} {:>10} {:>10} {:>7}",
             label,
             rate,
             calls,
@@ -264,6 +271,11 @@ fn report(title: &str, persons: u64, rounds: u64, secs: u64, results: &[(&str, R
                 "-".to_owned()
             } else {
                 format!("{:.1}", calls as f64 / syncs as f64)
+            },
+            if syncs == 0 {
+                "-".to_owned()
+            } else {
+                format!("{:.0}%", 100.0 * lone as f64 / calls.max(1) as f64)
             }
         );
         summary.push((rate, pct(&lat, 0.5), pct(&lat, 0.99)));
@@ -293,6 +305,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // The clients run on threads of their own, as a separate process's would: a hub worker
+    // busy with a call (or held by a lone call's sync) must not hold up a client's send.
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("bench-client")
+        .enable_all()
+        .build()
+        .unwrap();
+    let clients_on = client_rt.handle().clone();
     rt.block_on(async move {
         let base = tempfile::tempdir().unwrap();
         let (a, b) = (base.path().join("durable"), base.path().join("memory"));
@@ -377,7 +397,7 @@ fn main() {
             .unwrap();
         let urls = [
             (
-                Some(&durable.audit),
+                Some(durable.audit.clone()),
                 "durable audit log",
                 format!("http://{}", durable.server.local_addr()),
                 token,
@@ -391,16 +411,16 @@ fn main() {
         ];
         // Warm both, then alternate so drift hits both alike.
         for (audit, _, url, t) in &urls {
-            load(
-                *audit,
+            let warm = load(
+                audit.clone(),
                 url.clone(),
                 t.clone(),
                 keys.clone(),
                 clients,
                 1,
                 None,
-            )
-            .await;
+            );
+            clients_on.spawn(warm).await.unwrap();
         }
         for (title, pace) in [
             (
@@ -415,17 +435,16 @@ fn main() {
             let mut results: Vec<(&str, Round)> = Vec::new();
             for _ in 0..rounds {
                 for (audit, label, url, t) in &urls {
-                    let r = load(
-                        *audit,
+                    let round = load(
+                        audit.clone(),
                         url.clone(),
                         t.clone(),
                         keys.clone(),
                         clients,
                         secs,
                         pace,
-                    )
-                    .await;
-                    results.push((label, r));
+                    );
+                    results.push((label, clients_on.spawn(round).await.unwrap()));
                 }
             }
             report(&title, persons, rounds, secs, &results);

@@ -2,7 +2,9 @@
 //!
 //! Hot path: every call's answer waits for the batch its record is in to be written and
 //! `fdatasync`'d. Calls that arrive while one batch syncs form the next batch, so many calls
-//! share one sync.
+//! share one sync. The log's state ([`Writer`]) sits behind a mutex: the writer thread
+//! ([`Batcher`]) takes it for each batch, and a call alone at a quiet time takes it itself and
+//! commits its own record (see [`crate::AuditLog::append`]).
 //!
 //! The live segment is preallocated: zero bytes are written and synced ahead of the records in
 //! chunks, so a batch overwrites blocks the file already has and its `fdatasync` flushes data
@@ -21,7 +23,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
 
@@ -41,6 +43,8 @@ pub(crate) enum Req {
     Close {
         reply: oneshot::Sender<Result<()>>,
     },
+    /// Wakes an idle writer to write zeros ahead (a lone call's commit used them up).
+    Room,
 }
 
 pub(crate) struct Writer {
@@ -59,12 +63,10 @@ pub(crate) struct Writer {
     pub(crate) checkpoint_interval: Duration,
     pub(crate) last_checkpoint: Instant,
     pub(crate) failed: Arc<AtomicBool>,
-    /// Calls whose records are still to come.
-    pub(crate) underway: Arc<Marks>,
-    /// When a batch is held open for them. Without it, under load each sync carries the
-    /// one or two records that arrived during the last one, and a sync's fixed cost (a write,
-    /// a flush, waking the writer and the callers) is paid per call.
-    pub(crate) gather: Gather,
+    /// Sealed by [`crate::AuditLog::close`]: no more records.
+    pub(crate) closed: bool,
+    /// Records in the last batch committed.
+    pub(crate) last_batch: usize,
     /// Batches made durable.
     pub(crate) syncs: Arc<AtomicU64>,
     pub(crate) faults: Arc<Faults>,
@@ -79,24 +81,43 @@ fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
-impl Writer {
-    pub(crate) fn run(mut self, rx: Receiver<Req>) {
+/// The writer thread: takes records off the channel in batches and commits each batch.
+pub(crate) struct Batcher {
+    pub(crate) state: Arc<Mutex<Writer>>,
+    /// Calls whose records are still to come.
+    pub(crate) underway: Arc<Marks>,
+    /// When a batch is held open for them. Without it, under load each sync carries the
+    /// one or two records that arrived during the last one, and a sync's fixed cost (a write,
+    /// a flush, waking the writer and the callers) is paid per call.
+    pub(crate) gather: Gather,
+}
+
+/// Holds the log's state, also after a panic while another held it: a batch changes the
+/// state only once it is durable, so there is nothing half-done to trip on.
+pub(crate) fn held(state: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Batcher {
+    pub(crate) fn run(self, rx: Receiver<Req>) {
         let mut batch = Vec::new();
         loop {
             let first = match rx.try_recv() {
                 Ok(r) => Ok(r),
                 Err(TryRecvError::Empty) => {
                     // Nothing waits: top up the zeros now rather than inside a call's batch.
-                    if let Err(e) = self.keep_room() {
-                        self.fail(&e);
-                    }
-                    rx.recv().map_err(|_| ())
+                    held(&self.state).keep_room();
+                    // From here until a record arrives, a lone call may commit its own.
+                    self.underway.idle.store(true, Ordering::SeqCst);
+                    let r = rx.recv().map_err(|_| ());
+                    self.underway.idle.store(false, Ordering::SeqCst);
+                    r
                 }
                 Err(TryRecvError::Disconnected) => Err(()),
             };
             let Ok(first) = first else {
                 // Every handle is gone: seal what we have so the tail is signed.
-                let _ = self.seal();
+                let _ = held(&self.state).seal();
                 return;
             };
             batch.push(first);
@@ -107,19 +128,40 @@ impl Writer {
                 }
             }
             self.gather(&rx, &mut batch);
-            let mut appends = Vec::with_capacity(batch.len());
+            let mut entries = Vec::with_capacity(batch.len());
+            let mut replies = Vec::with_capacity(batch.len());
             let mut close = None;
             for r in batch.drain(..) {
                 match r {
-                    Req::Append { entry, reply } => appends.push((entry, reply)),
+                    Req::Append { entry, reply } => {
+                        entries.push(entry);
+                        replies.push(reply);
+                    }
                     Req::Close { reply } => close = Some(reply),
+                    // Done once the channel is empty, below.
+                    Req::Room => {}
                 }
             }
-            if !appends.is_empty() {
-                self.commit(appends);
+            if !entries.is_empty() {
+                let done = held(&self.state).commit(entries);
+                // Answered outside the lock: waking the callers is the slow part.
+                for (i, reply) in replies.into_iter().enumerate() {
+                    if let Some(r) = reply {
+                        let _ = r.send(
+                            done.as_ref()
+                                .map(|first| first + i as u64)
+                                .map_err(|_| Error::Unavailable),
+                        );
+                    }
+                }
             }
             if let Some(reply) = close {
-                let _ = reply.send(self.seal());
+                let sealed = {
+                    let mut w = held(&self.state);
+                    w.closed = true;
+                    w.seal()
+                };
+                let _ = reply.send(sealed);
                 return;
             }
         }
@@ -168,20 +210,23 @@ impl Writer {
         }
         self.underway.gathering.store(false, Ordering::SeqCst);
     }
+}
 
-    fn commit(&mut self, appends: Vec<(Entry, Option<oneshot::Sender<Result<u64>>>)>) {
-        if self.failed.load(Ordering::SeqCst) {
-            for (_, reply) in appends {
-                if let Some(r) = reply {
-                    let _ = r.send(Err(Error::Unavailable));
-                }
-            }
-            return;
+impl Writer {
+    /// Chains the records, writes them as one batch and makes them durable, then meters them
+    /// and sends them to the tail. `Ok` holds the sequence number of the first (the rest
+    /// follow in order); `Err` means none was written: the log is closed or has failed, now
+    /// or before.
+    pub(crate) fn commit(&mut self, entries: Vec<Entry>) -> Result<u64> {
+        if self.closed || self.failed.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable);
         }
-        let mut buf = Vec::with_capacity(appends.len() * 512);
+        let first = self.head.seq + 1;
+        self.last_batch = entries.len();
+        let mut buf = Vec::with_capacity(entries.len() * 512);
         let mut head = self.head.clone();
-        let mut staged = Vec::with_capacity(appends.len());
-        for (entry, reply) in appends {
+        let mut staged = Vec::with_capacity(entries.len());
+        for entry in entries {
             let payload = Payload {
                 seq: head.seq + 1,
                 prev: head.hash.clone(),
@@ -191,42 +236,31 @@ impl Writer {
             buf.extend_from_slice(&line);
             head.seq = payload.seq;
             head.hash = hash.clone();
-            staged.push((Stored { payload, hash }, reply));
+            staged.push(Stored { payload, hash });
         }
         if self.last_checkpoint.elapsed() >= self.checkpoint_interval {
             self.checkpoint_line(&mut buf, &mut head, false);
         }
-        match self.write_durably(&buf) {
-            Ok(()) => {
-                self.head = head;
-                self.last_sealed = false;
-                let mut meter = self.meter.lock().unwrap_or_else(|p| p.into_inner());
-                for (stored, reply) in staged {
-                    if let Body::Call(e) = &stored.payload.body {
-                        meter.add(e);
-                    }
-                    let seq = stored.payload.seq;
-                    let _ = self.tail.send(Arc::new(stored));
-                    if let Some(r) = reply {
-                        let _ = r.send(Ok(seq));
-                    }
-                }
-                drop(meter);
-                if self.len >= self.segment_bytes
-                    && let Err(e) = self.rotate()
-                {
-                    self.fail(&e);
-                }
-            }
-            Err(e) => {
-                self.fail(&e);
-                for (_, reply) in staged {
-                    if let Some(r) = reply {
-                        let _ = r.send(Err(Error::Unavailable));
-                    }
-                }
-            }
+        if let Err(e) = self.write_durably(&buf) {
+            self.fail(&e);
+            return Err(Error::Unavailable);
         }
+        self.head = head;
+        self.last_sealed = false;
+        let mut meter = self.meter.lock().unwrap_or_else(|p| p.into_inner());
+        for stored in staged {
+            if let Body::Call(e) = &stored.payload.body {
+                meter.add(e);
+            }
+            let _ = self.tail.send(Arc::new(stored));
+        }
+        drop(meter);
+        if self.len >= self.segment_bytes
+            && let Err(e) = self.rotate()
+        {
+            self.fail(&e);
+        }
+        Ok(first)
     }
 
     /// After any write or sync error the log stops: Linux may have dropped the dirty pages, so
@@ -304,15 +338,22 @@ impl Writer {
         Ok(())
     }
 
+    /// Whether less than half a chunk of zeros is left ahead of the records.
+    pub(crate) fn room_low(&self) -> bool {
+        self.allocated.saturating_sub(self.len) < self.chunk() / 2
+    }
+
     /// While no call waits: extends the zeros when less than half a chunk is left.
-    fn keep_room(&mut self) -> std::io::Result<()> {
-        if self.failed.load(Ordering::SeqCst)
-            || self.allocated.saturating_sub(self.len) >= self.chunk() / 2
-        {
-            return Ok(());
+    fn keep_room(&mut self) {
+        if self.closed || self.failed.load(Ordering::SeqCst) || !self.room_low() {
+            return;
         }
-        self.write_zeros(self.allocated.max(self.len))?;
-        self.file.sync_data()
+        let topped = self
+            .write_zeros(self.allocated.max(self.len))
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = topped {
+            self.fail(&e);
+        }
     }
 
     /// Writes a sealing checkpoint (unless the segment is already sealed).

@@ -622,3 +622,59 @@ async fn held_from(min_calls: usize, needed: usize) {
         .unwrap();
     log.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_call_commits_its_own_record_and_calls_together_share_the_writers_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = gathering(dir.path(), Duration::from_secs(60), 1);
+
+    // Alone, once the writer thread has started and found nothing to do: the record is
+    // durable by the time `append` returns, committed by the call itself.
+    let mut appended = 0;
+    let mut alone = None;
+    while appended < 200 && alone.is_none() {
+        let mark = log.underway();
+        alone = ready_now(log.append(entry(appended, "hrss")));
+        drop(mark);
+        appended += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    alone.expect("a lone call commits its own record").unwrap();
+    assert_eq!(log.lone_commits(), 1);
+    let syncs = log.syncs();
+
+    // Another call under way: the record goes to the writer, which holds it for the other.
+    let (a, b) = (log.underway(), log.underway());
+    let first = log.append(entry(1000, "hrss"));
+    drop(a);
+    let first = tokio::spawn(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!first.is_finished(), "held for the other call");
+    let second = log.append(entry(1001, "health"));
+    drop(b);
+    tokio::time::timeout(Duration::from_secs(30), second)
+        .await
+        .expect("the last call's record ends the wait")
+        .unwrap();
+    first.await.unwrap().unwrap();
+    assert_eq!(log.lone_commits(), 1, "neither call was alone");
+    assert_eq!(log.syncs() - syncs, 1, "both records in one sync");
+    log.close().await.unwrap();
+
+    // After close, a lone call is refused too.
+    assert!(matches!(
+        log.append(entry(1002, "hrss")).await,
+        Err(Error::Unavailable)
+    ));
+    assert_eq!(verify(dir.path()).unwrap().records, appended + 2);
+}
+
+/// The output of a future that is ready when first polled.
+fn ready_now<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
+    }
+}
