@@ -394,9 +394,10 @@ impl AuditLog {
                 entry,
                 reply: Some(reply),
             };
-            match self.shared.tx.send(req) {
-                Ok(()) => Sent::Waiting(rx),
-                Err(_) => Sent::Done(Err(Error::Unavailable)),
+            if self.hand_over(req) {
+                Sent::Waiting(rx)
+            } else {
+                Sent::Done(Err(Error::Unavailable))
             }
         };
         async move {
@@ -433,7 +434,7 @@ impl AuditLog {
             // The zeros ahead run low: the writer writes more (a call that passes them would
             // write a chunk and extend the file under its own sync).
             if state.room_low() {
-                let _ = self.shared.tx.send(writer::Req::Room);
+                self.hand_over(writer::Req::Room);
             }
         }
         done
@@ -448,12 +449,15 @@ impl AuditLog {
     /// Appends a record without waiting (for calls whose answer will never be sent: the client
     /// cancelled). Returns false when the log is failed.
     pub fn submit(&self, entry: Entry) -> bool {
-        !self.is_failed()
-            && self
-                .shared
-                .tx
-                .send(writer::Req::Append { entry, reply: None })
-                .is_ok()
+        !self.is_failed() && self.hand_over(writer::Req::Append { entry, reply: None })
+    }
+
+    /// Sends a request to the writer thread, which is then no longer idle: a call alone from
+    /// now on must not commit ahead of it. False when the writer has stopped.
+    fn hand_over(&self, req: writer::Req) -> bool {
+        let sent = self.shared.tx.send(req).is_ok();
+        self.shared.underway.idle.store(false, Ordering::SeqCst);
+        sent
     }
 
     /// Marks a call under way: until the mark is dropped (once the call's record is handed
@@ -486,10 +490,9 @@ impl AuditLog {
     /// Seals the current segment and stops the writer. Later appends fail.
     pub async fn close(&self) -> Result<()> {
         let (reply, rx) = oneshot::channel();
-        self.shared
-            .tx
-            .send(writer::Req::Close { reply })
-            .map_err(|_| Error::Unavailable)?;
+        if !self.hand_over(writer::Req::Close { reply }) {
+            return Err(Error::Unavailable);
+        }
         // A writer holding a batch open sleeps until the last call under way is done; it
         // need not wait for that to close.
         if let Some(t) = self.shared.underway.writer.get() {

@@ -107,9 +107,15 @@ impl Batcher {
                 Err(TryRecvError::Empty) => {
                     // Nothing waits: top up the zeros now rather than inside a call's batch.
                     held(&self.state).keep_room();
-                    // From here until a record arrives, a lone call may commit its own.
+                    // From here until a record arrives, a lone call may commit its own. A
+                    // sender clears the flag after sending: looking again after setting it
+                    // means a record sent before then is not left waiting behind lone calls.
                     self.underway.idle.store(true, Ordering::SeqCst);
-                    let r = rx.recv().map_err(|_| ());
+                    let r = match rx.try_recv() {
+                        Ok(r) => Ok(r),
+                        Err(TryRecvError::Empty) => rx.recv().map_err(|_| ()),
+                        Err(TryRecvError::Disconnected) => Err(()),
+                    };
                     self.underway.idle.store(false, Ordering::SeqCst);
                     r
                 }
