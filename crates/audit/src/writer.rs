@@ -144,7 +144,7 @@ impl Batcher {
                         replies.push(reply);
                     }
                     Req::Close { reply } => close = Some(reply),
-                    // Done once the channel is empty, below.
+                    // Nothing to do here: zeros are topped up once the channel is empty.
                     Req::Room => {}
                 }
             }
