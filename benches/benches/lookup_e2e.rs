@@ -409,18 +409,24 @@ fn main() {
                 token_b,
             ),
         ];
-        // Warm both, then alternate so drift hits both alike.
-        for (audit, _, url, t) in &urls {
-            let warm = load(
+        // One load against one hub, on the clients' runtime.
+        let run = |(audit, _, url, t): &(Option<AuditLog>, &str, String, String),
+                   secs: u64,
+                   pace: Option<f64>| {
+            let round = load(
                 audit.clone(),
                 url.clone(),
                 t.clone(),
                 keys.clone(),
                 clients,
-                1,
-                None,
+                secs,
+                pace,
             );
-            clients_on.spawn(warm).await.unwrap();
+            clients_on.spawn(round)
+        };
+        // Warm both, then alternate so drift hits both alike.
+        for hub in &urls {
+            run(hub, 1, None).await.unwrap();
         }
         for (title, pace) in [
             (
@@ -434,17 +440,8 @@ fn main() {
         ] {
             let mut results: Vec<(&str, Round)> = Vec::new();
             for _ in 0..rounds {
-                for (audit, label, url, t) in &urls {
-                    let round = load(
-                        audit.clone(),
-                        url.clone(),
-                        t.clone(),
-                        keys.clone(),
-                        clients,
-                        secs,
-                        pace,
-                    );
-                    results.push((label, clients_on.spawn(round).await.unwrap()));
+                for hub in &urls {
+                    results.push((hub.1, run(hub, secs, pace).await.unwrap()));
                 }
             }
             report(&title, persons, rounds, secs, &results);

@@ -36,7 +36,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
 
@@ -409,25 +409,21 @@ impl AuditLog {
     }
 
     /// The log's state, held, if the calling call is alone (see [`append`](Self::append)).
-    fn alone(&self) -> Option<std::sync::MutexGuard<'_, writer::Writer>> {
+    fn alone(&self) -> Option<MutexGuard<'_, writer::Writer>> {
         let marks = &self.shared.underway;
         if !marks.idle.load(Ordering::SeqCst) || marks.count.load(Ordering::SeqCst) > 1 {
             return None;
         }
         let state = match self.shared.state.try_lock() {
             Ok(s) => s,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
         };
         (state.last_batch <= 1).then_some(state)
     }
 
     /// Commits a lone call's record on this thread.
-    fn commit_own(
-        &self,
-        mut state: std::sync::MutexGuard<'_, writer::Writer>,
-        entry: Entry,
-    ) -> Result<u64> {
+    fn commit_own(&self, mut state: MutexGuard<'_, writer::Writer>, entry: Entry) -> Result<u64> {
         let done = state.commit(vec![entry]);
         if done.is_ok() {
             self.shared.lone.fetch_add(1, Ordering::Relaxed);
@@ -538,7 +534,7 @@ impl AuditLog {
         self.meter().departments_using_tables()
     }
 
-    fn meter(&self) -> std::sync::MutexGuard<'_, meter::Meter> {
+    fn meter(&self) -> MutexGuard<'_, meter::Meter> {
         self.shared.meter.lock().unwrap_or_else(|p| p.into_inner())
     }
 
