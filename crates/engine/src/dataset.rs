@@ -1,6 +1,7 @@
 //! Datasets: listing files, reading and caching footers, checking them against the catalog.
 
 use crate::keyindex::KeyIndex;
+use crate::point::PageOrder;
 use crate::{DataProblem, DataRoot, Error, Result};
 use bytes::Bytes;
 use citybrain_catalog::TableManifest;
@@ -41,6 +42,8 @@ pub(crate) struct Footer {
     pub(crate) metadata: Arc<ParquetMetaData>,
     /// The footer as the Arrow reader needs it (schema already converted).
     pub(crate) arrow: ArrowReaderMetadata,
+    /// Which column chunks' page indexes point reads may use.
+    pub(crate) pages: PageOrder,
 }
 
 /// A dataset's key index and the files it was built from.
@@ -273,6 +276,7 @@ impl Engine {
         let footer = Arc::new(Footer {
             size: meta.size,
             modified,
+            pages: PageOrder::of(&metadata),
             metadata,
             arrow,
         });

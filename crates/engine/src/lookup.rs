@@ -370,7 +370,12 @@ impl FileRead {
         let holds = |k: &[u8]| self.wanted.holds(k);
         let pages: usize = plan.values().map(BTreeSet::len).sum();
         if self.point && pages <= POINT_PAGES {
-            match point::read(&mut reader, md, schema, key_idx, &columns, &plan, &holds).await {
+            let file = point::FileMeta {
+                md,
+                schema,
+                order: &footer.pages,
+            };
+            match point::read(&mut reader, file, key_idx, &columns, &plan, &holds).await {
                 Ok(batches) => return self.in_catalog_order(table, i, footer, batches),
                 Err(why) => {
                     tracing::debug!(file = %meta.location, why, "point read left to the record reader")

@@ -40,18 +40,73 @@ const PAGES_AT_ONCE: usize = 256;
 /// Rows of one file: row group → page row ranges (first row, rows), sorted.
 pub(crate) type FilePlan = BTreeMap<usize, BTreeSet<(u64, u64)>>;
 
+/// What a point read needs to know of a file, all of it read once with its footer.
+#[derive(Clone, Copy)]
+pub(crate) struct FileMeta<'a> {
+    pub(crate) md: &'a ParquetMetaData,
+    pub(crate) schema: &'a Schema,
+    pub(crate) order: &'a PageOrder,
+}
+
+/// Per row group and leaf column: whether its offset index can be trusted to find a row's page.
+///
+/// The offset index is trusted no further than checked: pages in order, within the chunk, each
+/// holding rows of its own. Checking costs a pass over every page of a chunk, which for one
+/// lookup would cost more than reading its page, so it is done once, when the footer is read.
+#[derive(Debug, Default)]
+pub(crate) struct PageOrder(Vec<Vec<bool>>);
+
+impl PageOrder {
+    /// The check of every column chunk of `md` (none is trusted without a page index).
+    pub(crate) fn of(md: &ParquetMetaData) -> Self {
+        let Some(index) = md.offset_index() else {
+            return Self::default();
+        };
+        let groups = index.iter().zip(md.row_groups()).map(|(columns, rg)| {
+            let total = u64::try_from(rg.num_rows()).unwrap_or(0);
+            columns
+                .iter()
+                .map(|c| in_order(c.page_locations(), total))
+                .collect()
+        });
+        Self(groups.collect())
+    }
+
+    fn trusted(&self, group: usize, column: usize) -> bool {
+        self.0
+            .get(group)
+            .and_then(|g| g.get(column))
+            .copied()
+            .unwrap_or(false)
+    }
+}
+
+/// Whether pages start at row 0 and go on in order, rows and bytes, all within `total` rows.
+fn in_order(locations: &[PageLocation], total: u64) -> bool {
+    let Some(first) = locations.first() else {
+        return false;
+    };
+    first.first_row_index == 0
+        && locations.windows(2).all(|pair| {
+            pair[1].first_row_index > pair[0].first_row_index && pair[1].offset > pair[0].offset
+        })
+        && locations
+            .last()
+            .is_some_and(|l| (l.first_row_index.max(0) as u64) < total)
+}
+
 /// Every row in the pages of `plan` whose key (leaf column `key`) `wanted` accepts, with the
 /// leaf columns `columns` (which hold `key` when it is to be answered), one batch per group
 /// of pages. `Err` says why the record reader must read them instead.
 pub(crate) async fn read<R: AsyncFileReader>(
     reader: &mut R,
-    md: &ParquetMetaData,
-    schema: &Schema,
+    file: FileMeta<'_>,
     key: usize,
     columns: &[usize],
     plan: &FilePlan,
     wanted: &(dyn Fn(&[u8]) -> bool + Sync),
 ) -> Result<Vec<RecordBatch>, Skip> {
+    let FileMeta { md, schema, order } = file;
     let descr = md.file_metadata().schema_descr();
     let offsets = md.offset_index().ok_or("no page index")?;
     let flat = |c: usize| -> Result<(Field, i16), Skip> {
@@ -88,7 +143,13 @@ pub(crate) async fn read<R: AsyncFileReader>(
             if l.is_empty() { Err("no pages") } else { Ok(l) }
         };
         let key_locs = locations(key)?;
-        let key_chunk = Chunk::new(rg.column(key), key_locs, total, key_def)?;
+        let key_chunk = Chunk::new(
+            rg.column(key),
+            key_locs,
+            total,
+            key_def,
+            order.trusted(g, key),
+        )?;
         let mut pages = BTreeSet::new();
         for &(first, rows) in ranges {
             pages.extend(key_chunk.pages_over(first..first.saturating_add(rows)));
@@ -118,7 +179,8 @@ pub(crate) async fn read<R: AsyncFileReader>(
                     chunks.push(None);
                     continue;
                 }
-                let chunk = Chunk::new(rg.column(*c), locations(*c)?, total, *def)?;
+                let trusted = order.trusted(g, *c);
+                let chunk = Chunk::new(rg.column(*c), locations(*c)?, total, *def, trusted)?;
                 // Each matched row's page, and how far into each page values are wanted.
                 let at = rows
                     .iter()
@@ -210,31 +272,18 @@ struct Fetched {
 }
 
 impl<'a> Chunk<'a> {
+    /// Column chunk `meta`, whose pages `locations` were found `in_order` (see [`PageOrder`]).
     fn new(
         meta: &'a ColumnChunkMetaData,
         locations: &'a [PageLocation],
         total: u64,
         max_def: i16,
+        in_order: bool,
     ) -> Result<Self, Skip> {
+        if !in_order {
+            return Err("offset index out of order");
+        }
         let start = meta.byte_range().0;
-        // The offset index is trusted no further than checked: pages in order, within the
-        // chunk, each holding rows of its own.
-        if locations[0].first_row_index != 0 {
-            return Err("first page not at the first row");
-        }
-        for pair in locations.windows(2) {
-            if pair[1].first_row_index <= pair[0].first_row_index
-                || pair[1].offset <= pair[0].offset
-            {
-                return Err("pages out of order");
-            }
-        }
-        if locations
-            .last()
-            .is_some_and(|l| l.first_row_index.max(0) as u64 >= total)
-        {
-            return Err("page past the row group");
-        }
         let first = u64::try_from(locations[0].offset).map_err(|_| "page offset")?;
         // As the page reader decides it: bytes before the first data page are the dictionary.
         let dictionary = match first.checked_sub(start) {
@@ -1134,7 +1183,13 @@ mod tests {
         plan: &FilePlan,
         holds: &(dyn Fn(&[u8]) -> bool + Sync),
     ) -> Result<Vec<RecordBatch>, Skip> {
-        read(reader, md, schema, 0, columns, plan, holds).await
+        let order = PageOrder::of(md);
+        let file = FileMeta {
+            md,
+            schema,
+            order: &order,
+        };
+        read(reader, file, 0, columns, plan, holds).await
     }
 
     fn layouts() -> impl Strategy<Value = Layout> {
@@ -1267,9 +1322,12 @@ mod tests {
             rows: 100,
         };
         let md = metadata(&file(&l));
-        let meta = md.row_group(0).column(1);
+        assert!(PageOrder::of(&md).trusted(0, 1));
         let good = md.offset_index().unwrap()[0][1].page_locations().clone();
-        assert!(Chunk::new(meta, &good, 100, 1).is_ok());
+        assert!(in_order(&good, 100));
+        let meta = md.row_group(0).column(1);
+        assert!(Chunk::new(meta, &good, 100, 1, true).is_ok());
+        assert!(Chunk::new(meta, &good, 100, 1, false).is_err());
         let mut back = good.clone();
         back[2].first_row_index = back[1].first_row_index - 1;
         let mut late = good.clone();
@@ -1279,7 +1337,7 @@ mod tests {
         let mut swapped = good.clone();
         swapped.swap(3, 4);
         for bad in [back, late, past, swapped] {
-            assert!(Chunk::new(meta, &bad, 100, 1).is_err(), "{bad:?}");
+            assert!(!in_order(&bad, 100), "{bad:?}");
         }
     }
 
