@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Rows per data page by default: a lookup decodes one page of about this many rows of each
-/// column it returns.
-pub const PAGE_ROWS: usize = 1024;
+/// column it returns, and a batch match one page a key. At 100 M residents, 256 rows rather than
+/// 1,024 make files about an eighth larger and a batch's CPU a key about half.
+pub const PAGE_ROWS: usize = 256;
 /// Rows buffered before a batch is handed to the Parquet writer.
 const BATCH_ROWS: usize = 8192;
 

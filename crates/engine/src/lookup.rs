@@ -28,16 +28,9 @@ use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
-
-/// A file's rows are read by point reads (see `point`) when a lookup wants at most this many of
-/// its key pages: every Lookup and Verify, and small batches. A batch reading many pages of a
-/// file goes through the record reader, whose setup is then shared by all of them and whose
-/// decoding is vectorized: at 100 M residents, a 10,000-key batch (about 200 pages a file)
-/// took about 15% more CPU by point reads, while one key took about a third less time.
-const POINT_PAGES: usize = 16;
 
 /// Ranges of a local file closer than this are read as one when they come from the disk.
 const LOCAL_COALESCE: u64 = 64 * 1024;
@@ -331,7 +324,8 @@ struct FileRead {
     wanted: Arc<Wanted>,
     /// Per catalog column: read it (else it is answered as nulls).
     read: Vec<bool>,
-    /// Files of at most [`POINT_PAGES`] key pages go by point reads.
+    /// Read files by point reads (see `point`), the record reader being left for what they
+    /// cannot read.
     point: bool,
 }
 
@@ -368,8 +362,7 @@ impl FileRead {
         let mut reader = StoreReader::new(&self.root, meta.location.clone(), md.clone());
         let schema = footer.arrow.schema();
         let holds = |k: &[u8]| self.wanted.holds(k);
-        let pages: usize = plan.values().map(BTreeSet::len).sum();
-        if self.point && pages <= POINT_PAGES {
+        if self.point {
             let file = point::FileMeta {
                 md,
                 schema,

@@ -1,12 +1,13 @@
-//! Point reads: the few rows of a file a lookup wants, read page by page without the Arrow
-//! record reader.
+//! Point reads: the rows of a file a lookup or batch match wants, read page by page without the
+//! Arrow record reader.
 //!
 //! A lookup's pages are known before anything is read (the key index names them), and it wants
-//! one row or a handful from each. The record reader is built for scans: per call it builds a
-//! reader for every column, decodes each page's rows into arrays and filters them, which costs
-//! more than the bytes themselves. Here each page is parsed and decompressed by the parquet
-//! crate's page reader, and only the wanted values are decoded: the key page's keys are
-//! compared in place, and every other column yields only the matched rows' values.
+//! one row or a handful from each; a batch wants a few rows from each of many pages. The record
+//! reader is built for scans: per call it builds a reader for every column, decodes each page's
+//! rows into arrays and filters them, which costs more than the bytes themselves. Here each page
+//! is parsed and decompressed by the parquet crate's page reader, and only the wanted values are
+//! decoded: the key page's keys are compared in place, and every other column yields only the
+//! matched rows' values.
 //!
 //! Only flat columns of common types, in plain or dictionary encoding with RLE levels, are read
 //! this way. Anything else, and any page that does not decode, is left to the record reader

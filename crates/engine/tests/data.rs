@@ -439,8 +439,8 @@ async fn point_reads_answer_as_the_record_reader_does() {
     use arrow::compute::concat_batches;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = citybrain_datagen::Config::new(dir.path(), 3_000);
-    // Many small pages a file: a lookup reads a page or two (point reads), a large batch
-    // every page of a file (the record reader).
+    // Many small pages a file: a lookup reads a page or two, a large batch every page of a
+    // file; point reads must answer both exactly as the record reader does.
     cfg.rows_per_file = 1_500;
     cfg.page_rows = 64;
     citybrain_datagen::generate(&cfg).unwrap();
