@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 /// Rows per data page by default: a lookup decodes one page of about this many rows of each
 /// column it returns, and a batch match one page a key. At 100 M residents, 256-row pages halve a
-/// batch's CPU a key but make files an eighth larger, slowed a filtered SQL count and hold four
+/// batch's CPU a key but make files an eighth larger, slow a filtered SQL count and hold four
 /// times the page index in memory (the serving process passed 1 GiB after SQL); so the default
 /// stays at 1,024 and `--page-rows 256` is left to batch-heavy deployments (see the README).
 pub const PAGE_ROWS: usize = 1024;
