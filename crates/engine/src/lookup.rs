@@ -4,7 +4,7 @@
 //! only the matched rows' values are decoded. A file of many (a large batch) goes through the
 //! Arrow record reader with a row selection, the key column filtered while decoding.
 
-use crate::dataset::{Engine, Footer, Indexed, file_identity, lock};
+use crate::dataset::{Engine, Footer, Indexed, file_identity, key_column, lock};
 use crate::keyindex::{KeyFilter, KeyIndex};
 use crate::local::LocalFile;
 use crate::point::{self, FilePlan};
@@ -584,12 +584,6 @@ impl FilterJob {
         }
         Ok(filter)
     }
-}
-
-/// Position of a top-level column among a file's leaf columns.
-fn key_column(md: &ParquetMetaData, name: &str) -> Option<usize> {
-    let descr = md.file_metadata().schema_descr();
-    (0..descr.num_columns()).find(|c| descr.column(*c).name() == name)
 }
 
 /// Reorders a batch's columns into catalog order; a column not `read` is all null, of its type

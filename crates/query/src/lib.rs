@@ -5,8 +5,10 @@
 //! is planned with DDL, DML and statements switched off, its plan is checked (queries only;
 //! aggregate grants only through aggregations whose small groups are dropped; see `shape`), and it
 //! runs with its own bounded memory pool that spills sorts and joins and fails cleanly beyond its
-//! limit. Parquet metadata is cached across queries; bloom filters are not read.
+//! limit. Parquet footers are the engine's, shared rather than read again (see `footers`);
+//! bloom filters are not read.
 
+mod footers;
 mod scan;
 mod shape;
 
@@ -23,6 +25,7 @@ use datafusion::catalog::{
 };
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::DataFusionError;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::LogicalPlan;
@@ -88,7 +91,8 @@ pub struct Limits {
     pub query_memory_bytes: usize,
     /// Largest answer one query may return.
     pub max_answer_bytes: usize,
-    /// Parquet metadata kept in memory across queries.
+    /// Parquet metadata kept in memory across queries, for files whose footers the engine does
+    /// not already hold (those are shared, not copied).
     pub metadata_cache_bytes: usize,
     /// Partitions a query is split into (the cores to use).
     pub target_partitions: usize,
@@ -249,8 +253,12 @@ fn internal(e: impl std::fmt::Display) -> Error {
 impl Analytics {
     /// Governed SQL over `engine`'s data root.
     pub fn new(engine: Arc<Engine>, limits: Limits) -> Result<Self> {
+        let footers = footers::SharedFooters::new(engine.clone(), limits.metadata_cache_bytes);
+        let caches = CacheManagerConfig::default()
+            .with_file_metadata_cache(Some(Arc::new(footers)))
+            .with_metadata_cache_limit(limits.metadata_cache_bytes);
         let base = RuntimeEnvBuilder::new()
-            .with_metadata_cache_limit(limits.metadata_cache_bytes)
+            .with_cache_manager(caches)
             .build_arc()
             .map_err(internal)?;
         let url = url::Url::parse(STORE_URL).map_err(internal)?;

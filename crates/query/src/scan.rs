@@ -603,6 +603,13 @@ mod tests {
         mode: Mode,
     ) -> GovernedTable {
         let manifest = manifest();
+        let views = ["town".to_owned()].into();
+        GovernedTable::new(&manifest, Arc::new(policy(row_filter, mode)), url, &views)
+    }
+
+    /// The grant of [`residents_granted`], compiled.
+    fn policy(row_filter: Option<&str>, mode: Mode) -> Policy {
+        let manifest = manifest();
         let column = |name: &str, mask: Option<Mask>| GrantColumn {
             name: name.into(),
             mask,
@@ -631,9 +638,7 @@ mod tests {
             revoked_at: None,
             revoke_reason: String::new(),
         };
-        let policy = Policy::compile(grant, &manifest, b"secret").expect("policy");
-        let views = ["town".to_owned()].into();
-        GovernedTable::new(&manifest, Arc::new(policy), url, &views)
+        Policy::compile(grant, &manifest, b"secret").expect("policy")
     }
 
     fn residents() -> GovernedTable {
@@ -645,6 +650,13 @@ mod tests {
     /// A directory of residents' Parquet files, and its URL.
     fn written_residents() -> (tempfile::TempDir, ListingTableUrl) {
         let dir = tempfile::tempdir().expect("dir");
+        write_residents(dir.path());
+        let url = ListingTableUrl::parse(format!("{}/", dir.path().display())).expect("url");
+        (dir, url)
+    }
+
+    /// Writes the residents of [`written_residents`] into `dir`.
+    fn write_residents(dir: &std::path::Path) {
         let schema = citybrain_governance::table_schema(&manifest());
         let ids: Vec<String> = (0..400).map(|i| format!("440605{i:012}")).collect();
         let towns: Vec<&str> = (0..400)
@@ -665,13 +677,11 @@ mod tests {
         let props = datafusion::parquet::file::properties::WriterProperties::builder()
             .set_max_row_group_row_count(Some(100))
             .build();
-        let file = std::fs::File::create(dir.path().join("part-00000.parquet")).expect("file");
+        let file = std::fs::File::create(dir.join("part-00000.parquet")).expect("file");
         let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
             .expect("writer");
         w.write(&batch).expect("write");
         w.close().expect("close");
-        let url = ListingTableUrl::parse(format!("{}/", dir.path().display())).expect("url");
-        (dir, url)
     }
 
     /// The governed scan: the plan itself, or below a filter applied to governed rows.
@@ -927,6 +937,73 @@ mod tests {
             stats.num_rows,
             datafusion::common::stats::Precision::Exact(400)
         );
+    }
+
+    #[tokio::test]
+    async fn sql_reads_the_engines_footers_and_keeps_no_copy_of_its_own() {
+        use crate::{Analytics, Limits, Source};
+        use citybrain_engine::{DataRoot, Engine};
+        use datafusion::parquet::file::page_index::column_index::ColumnIndexMetaData;
+        let root = tempfile::tempdir().expect("dir");
+        let dir = root.path().join("population").join("residents");
+        std::fs::create_dir_all(&dir).expect("dir");
+        write_residents(&dir);
+        let engine = Arc::new(Engine::new(DataRoot::local(root.path()).expect("root")));
+        let analytics = Analytics::new(engine.clone(), Limits::default()).expect("analytics");
+        let sources = [Source {
+            manifest: manifest(),
+            policy: Arc::new(policy(None, Mode::Read)),
+        }];
+        // Conditions on a column without a column index (town) and on the key, whose pages
+        // may still be pruned: the answers are exact.
+        for (sql, expected) in [
+            (
+                "SELECT count(*) FROM population.residents WHERE town = '大沥镇'",
+                200,
+            ),
+            (
+                "SELECT count(*) FROM population.residents \
+                 WHERE town = '大沥镇' AND id_number >= '440605000000000350'",
+                50,
+            ),
+            (
+                "SELECT count(*) FROM population.residents WHERE id_number < '440605000000000010'",
+                10,
+            ),
+        ] {
+            let answer = analytics.run(&sources, sql).await.expect(sql);
+            let n = answer.batches[0]
+                .column(0)
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0);
+            assert_eq!(n, expected, "{sql}");
+        }
+        // The engine holds the footer with the key column's column index alone.
+        let path = engine
+            .root()
+            .dataset_path("population/residents")
+            .join("part-00000.parquet");
+        let (_, held) = engine
+            .cached_footer(&path)
+            .expect("the engine holds the footer");
+        let index = held.column_index().expect("a page index");
+        let schema = held.file_metadata().schema_descr();
+        for group in index {
+            for (c, ci) in group.iter().enumerate() {
+                let key = schema.column(c).name() == "id_number";
+                assert_eq!(!matches!(ci, ColumnIndexMetaData::NONE), key, "column {c}");
+            }
+        }
+        // DataFusion read that footer, and read and kept none of its own.
+        let cache = analytics.base.cache_manager.get_file_metadata_cache();
+        assert_eq!(cache.len(), 0, "footers DataFusion read itself");
+        let shared = cache.get(&path).expect("shared");
+        let shared = shared
+            .file_metadata
+            .as_any()
+            .downcast_ref::<datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData>()
+            .expect("parquet metadata");
+        assert!(Arc::ptr_eq(shared.parquet_metadata(), &held));
     }
 
     #[test]
