@@ -10,10 +10,10 @@
 //! it is the same whichever others are written with it.
 //!
 //! Keyed tables are written for point lookups: rows arrive sorted by key and are split into files
-//! by key range; pages hold about 1,024 rows (`Config::page_rows`) with page statistics and the page index; ID-like
-//! columns are not dictionary-encoded; LZ4 (raw) compression. Residents are produced in key order
-//! straight from the generator, so memory stays bounded by the entity code list and the pool of
-//! candidate legal representatives (about 36 bytes per eight residents).
+//! by key range; pages hold about 256 rows (`Config::page_rows`) with page statistics and the page
+//! index; ID-like columns are not dictionary-encoded; LZ4 (raw) compression. Residents are
+//! produced in key order straight from the generator, so memory stays bounded by the entity code
+//! list and the pool of candidate legal representatives (about 36 bytes per eight residents).
 
 mod firms;
 mod geo;
