@@ -42,7 +42,7 @@ pub struct DataInfo {
 pub(crate) struct Footer {
     /// The file as listed when the footer was read.
     object: ObjectMeta,
-    /// The one column whose column index (pages' min and max) was kept: the table's key.
+    /// The table key the footer's column index was trimmed for (see [`keep_column_index`]).
     indexed: Option<String>,
     pub(crate) metadata: Arc<ParquetMetaData>,
     /// The footer as the Arrow reader needs it (schema already converted).
@@ -71,8 +71,7 @@ pub(crate) fn modified_ns(m: &ObjectMeta) -> i64 {
 fn text_bytes_per_value(footers: &[Arc<Footer>], column: &str) -> Option<u64> {
     let (mut bytes, mut values) = (0i64, 0i64);
     for footer in footers {
-        let schema = footer.metadata.file_metadata().schema_descr();
-        let i = (0..schema.num_columns()).find(|&i| schema.column(i).name() == column)?;
+        let i = key_column(&footer.metadata, column)?;
         for rg in footer.metadata.row_groups() {
             let c = rg.column(i);
             bytes += c.unencoded_byte_array_data_bytes()?;
@@ -246,7 +245,7 @@ impl Engine {
         Ok(files)
     }
 
-    /// A file's footer with its page index, keeping the column index of `key` alone (see
+    /// A file's footer with its page index, the column index trimmed for the table's key (see
     /// [`keep_column_index`]); cached while the file keeps its size and modification time.
     pub(crate) async fn footer(
         &self,
@@ -301,7 +300,7 @@ impl Engine {
 
     /// The footer this engine holds for a file, with the file as it was listed when the footer
     /// was read (the caller checks it is still current): for SQL to share rather than read and
-    /// hold a second copy.
+    /// hold a second copy. It holds every column's statistics: never for a caller's eyes.
     pub fn cached_footer(&self, path: &ObjectPath) -> Option<(ObjectMeta, Arc<ParquetMetaData>)> {
         self.cached(path.as_ref())
             .map(|f| (f.object.clone(), f.metadata.clone()))
@@ -329,7 +328,7 @@ fn keep_column_index(md: ParquetMetaData, key: Option<&str>) -> ParquetMetaData 
         .map(|sorted| {
             sorted
                 .iter()
-                .map(|c| c.column_idx.max(0) as usize)
+                .filter_map(|c| usize::try_from(c.column_idx).ok())
                 .collect()
         })
         .unwrap_or_default();

@@ -35,7 +35,9 @@ impl SharedFooters {
 
 impl Cache<Path, CachedFileMetadataEntry> for SharedFooters {
     /// The engine's footer of the file if it holds one. DataFusion checks the entry's size and
-    /// modification time against its own listing and reads the footer itself if they differ.
+    /// modification time against its own listing and reads the footer itself if they differ
+    /// (a file changed between the two listings: read again on each query until the engine's
+    /// next listing refreshes its footer, which planning a query does).
     fn get(&self, key: &Path) -> Option<CachedFileMetadataEntry> {
         match self.engine.cached_footer(key) {
             Some((object, metadata)) => Some(CachedFileMetadataEntry::new(

@@ -254,6 +254,7 @@ impl Analytics {
     /// Governed SQL over `engine`'s data root.
     pub fn new(engine: Arc<Engine>, limits: Limits) -> Result<Self> {
         let footers = footers::SharedFooters::new(engine.clone(), limits.metadata_cache_bytes);
+        // The limit is given twice: DataFusion sets the cache it is given to the config's limit.
         let caches = CacheManagerConfig::default()
             .with_file_metadata_cache(Some(Arc::new(footers)))
             .with_metadata_cache_limit(limits.metadata_cache_bytes);
