@@ -6,6 +6,8 @@
 //! Two loads: a closed loop (every client sends again as soon as it is answered: throughput at
 //! saturation, where latency is mostly queueing) and an open loop at a fixed rate below
 //! saturation (latency counted from when each call was due: what durability adds to a call).
+//! Last, the disk alone: record-sized writes and `fdatasync` at the open loop's rate, whose p99
+//! is a floor under what durability can add to a lone call's p99.
 //!
 //! `cargo bench -p citybrain-benches --bench lookup_e2e` (env: CITYBRAIN_BENCH_PERSONS, default
 //! 200000; CITYBRAIN_BENCH_SECS per round, default 4; CITYBRAIN_BENCH_ROUNDS per sink and load,
@@ -448,5 +450,45 @@ fn main() {
         }
         durable.shutdown().await.unwrap();
         memory.server.shutdown().await.unwrap();
+        let syncs = (paced * secs).max(1000) as usize;
+        let lat = tokio::task::spawn_blocking(move || disk_floor(&a, paced, syncs))
+            .await
+            .unwrap();
+        println!(
+            "the disk alone, a 600-byte write + fdatasync into preallocated zeros, {paced}/s \
+             ({syncs}): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            pct(&lat, 0.999)
+        );
     });
+}
+
+/// The disk's own cost of making one record durable, in the same run and on the same file
+/// system as the durable hub's log: `n` record-sized writes into preallocated zeros, each
+/// followed by `fdatasync` (as the log makes a lone call's record durable), `rate` a second.
+/// Latencies in µs, sorted. Its p99 is a floor under what durability adds to a lone call's p99.
+fn disk_floor(dir: &Path, rate: u64, n: usize) -> Vec<u64> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("disk-floor");
+    let file = std::fs::File::create(&path).unwrap();
+    let line = [b'x'; 600];
+    file.write_all_at(&vec![0u8; n * line.len()], 0).unwrap();
+    file.sync_all().unwrap();
+    let gap = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let start = Instant::now();
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let due = start + gap.mul_f64(i as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let t = Instant::now();
+        file.write_all_at(&line, (i * line.len()) as u64).unwrap();
+        file.sync_data().unwrap();
+        lat.push(t.elapsed().as_micros() as u64);
+    }
+    std::fs::remove_file(&path).unwrap();
+    lat.sort_unstable();
+    lat
 }
