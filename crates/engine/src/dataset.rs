@@ -71,7 +71,7 @@ pub(crate) fn modified_ns(m: &ObjectMeta) -> i64 {
 fn text_bytes_per_value(footers: &[Arc<Footer>], column: &str) -> Option<u64> {
     let (mut bytes, mut values) = (0i64, 0i64);
     for footer in footers {
-        let i = key_column(&footer.metadata, column)?;
+        let i = leaf_column(&footer.metadata, column)?;
         for rg in footer.metadata.row_groups() {
             let c = rg.column(i);
             bytes += c.unencoded_byte_array_data_bytes()?;
@@ -308,7 +308,7 @@ impl Engine {
 }
 
 /// Position of a top-level column among a file's leaf columns.
-pub(crate) fn key_column(md: &ParquetMetaData, name: &str) -> Option<usize> {
+pub(crate) fn leaf_column(md: &ParquetMetaData, name: &str) -> Option<usize> {
     let descr = md.file_metadata().schema_descr();
     (0..descr.num_columns()).find(|c| descr.column(*c).name() == name)
 }
@@ -332,7 +332,7 @@ fn keep_column_index(md: ParquetMetaData, key: Option<&str>) -> ParquetMetaData 
                 .collect()
         })
         .unwrap_or_default();
-    keep.extend(key.and_then(|k| key_column(&md, k)));
+    keep.extend(key.and_then(|k| leaf_column(&md, k)));
     let Some(index) = md.column_index().filter(|_| !keep.is_empty()) else {
         return md;
     };

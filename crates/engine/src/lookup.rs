@@ -1,10 +1,10 @@
 //! Reading rows by key without SQL: the key index (from cached page indexes) names the pages that
 //! may hold each key, and only those pages are read, of the catalog columns the caller asks to
-//! read. A file of a few such pages (every Lookup and Verify) goes by point reads (see `point`):
-//! only the matched rows' values are decoded. A file of many (a large batch) goes through the
-//! Arrow record reader with a row selection, the key column filtered while decoding.
+//! read. Files are read by point reads (see `point`), every Lookup, Verify and batch match: only
+//! the matched rows' values are decoded. What point reads cannot read goes through the Arrow
+//! record reader with a row selection, the key column filtered while decoding.
 
-use crate::dataset::{Engine, Footer, Indexed, file_identity, key_column, lock};
+use crate::dataset::{Engine, Footer, Indexed, file_identity, leaf_column, lock};
 use crate::keyindex::{KeyFilter, KeyIndex};
 use crate::local::LocalFile;
 use crate::point::{self, FilePlan};
@@ -158,7 +158,7 @@ impl Engine {
         let footers = self.checked_footers(table, files).await?;
         let mut keyed = Vec::with_capacity(footers.len());
         for (i, f) in footers.iter().enumerate() {
-            let key_idx = key_column(&f.metadata, key_col).ok_or_else(|| {
+            let key_idx = leaf_column(&f.metadata, key_col).ok_or_else(|| {
                 unavailable(DataProblem::SchemaMismatch {
                     index: i + 1,
                     detail: format!("key column '{key_col}' is missing"),
@@ -345,8 +345,7 @@ impl FileRead {
         let (meta, footer) = (&files[i], &self.footers[i]);
         let md = &footer.metadata;
         let descr = md.file_metadata().schema_descr();
-        let root = |name: &str| (0..descr.num_columns()).find(|c| descr.column(*c).name() == name);
-        let key_idx = root(key_col).ok_or_else(|| {
+        let key_idx = leaf_column(md, key_col).ok_or_else(|| {
             unavailable(DataProblem::SchemaMismatch {
                 index: i + 1,
                 detail: format!("key column '{key_col}' is missing"),
@@ -357,7 +356,7 @@ impl FileRead {
             .iter()
             .zip(&self.read)
             .filter(|(_, read)| **read)
-            .filter_map(|(c, _)| root(&c.name))
+            .filter_map(|(c, _)| leaf_column(md, &c.name))
             .collect();
         let mut reader = StoreReader::new(&self.root, meta.location.clone(), md.clone());
         let schema = footer.arrow.schema();
@@ -558,7 +557,7 @@ impl FilterJob {
         let mut filter = KeyFilter::with_capacity(self.rows);
         for (path, footer) in self.files.into_iter().zip(&self.footers) {
             let md = &footer.metadata;
-            let Some(key_idx) = key_column(md, &self.key_col) else {
+            let Some(key_idx) = leaf_column(md, &self.key_col) else {
                 return Err(ParquetError::General(format!("no column {}", self.key_col)));
             };
             let descr = md.file_metadata().schema_descr();
