@@ -27,6 +27,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+// The hubs run on the allocator the `citybrain` binary uses.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const PURPOSE: &str = "最低生活保障资格审核";
 
 /// The baseline sink: counts records, keeps nothing, never waits.
