@@ -185,7 +185,7 @@ pub(crate) async fn read<R: AsyncFileReader>(
                 // Each matched row's page, and how far into each page values are wanted.
                 let at = rows
                     .iter()
-                    .map(|&(_, r, _)| chunk.page_of(r))
+                    .map(|&(kp, r, _)| chunk.page_of(r, kp))
                     .collect::<Result<Vec<_>, Skip>>()?;
                 let mut need = BTreeMap::new();
                 for (&p, &(_, r, _)) in at.iter().zip(&rows) {
@@ -311,8 +311,13 @@ impl<'a> Chunk<'a> {
             .map_or(self.total, |l| l.first_row_index.max(0) as u64)
     }
 
-    /// The page holding row `r` of the row group.
-    fn page_of(&self, r: u64) -> Result<usize, Skip> {
+    /// The page holding row `r` of the row group, tried first at page `hint`: the key
+    /// column's page of the row, which is the same page where the writer cut every column's
+    /// pages at the same rows (as ours does), saving a search of the page index per column.
+    fn page_of(&self, r: u64, hint: usize) -> Result<usize, Skip> {
+        if hint < self.locations.len() && self.first_row(hint) <= r && r < self.end_row(hint) {
+            return Ok(hint);
+        }
         let p = self
             .locations
             .partition_point(|l| l.first_row_index.max(0) as u64 <= r)
@@ -1001,6 +1006,9 @@ mod tests {
         v2: bool,
         lz4: bool,
         page_rows: usize,
+        /// A page byte limit, checked every few rows: wide columns' pages then end at rows
+        /// other than narrow ones'.
+        page_bytes: Option<usize>,
         group_rows: usize,
         rows: usize,
     }
@@ -1111,7 +1119,11 @@ mod tests {
                 Compression::UNCOMPRESSED
             })
             .set_data_page_row_count_limit(l.page_rows)
-            .set_write_batch_size(l.page_rows)
+            .set_data_page_size_limit(l.page_bytes.unwrap_or(1 << 20))
+            .set_write_batch_size(match l.page_bytes {
+                Some(_) => l.page_rows.div_ceil(4),
+                None => l.page_rows,
+            })
             .set_max_row_group_row_count(Some(l.group_rows))
             .build();
         let mut buf = Vec::new();
@@ -1199,15 +1211,17 @@ mod tests {
             any::<bool>(),
             any::<bool>(),
             1usize..80,
+            proptest::option::of(32usize..1024),
             40usize..700,
             1usize..1500,
         )
             .prop_map(
-                |(dictionary, v2, lz4, page_rows, group_rows, rows)| Layout {
+                |(dictionary, v2, lz4, page_rows, page_bytes, group_rows, rows)| Layout {
                     dictionary,
                     v2,
                     lz4,
                     page_rows,
+                    page_bytes,
                     group_rows,
                     rows,
                 },
@@ -1255,7 +1269,7 @@ mod tests {
             flips in proptest::collection::vec(any::<u8>(), 1..6),
             lz4 in any::<bool>(),
         ) {
-            let l = Layout { dictionary: true, v2: false, lz4, page_rows: 50, group_rows: 400, rows: 900 };
+            let l = Layout { dictionary: true, v2: false, lz4, page_rows: 50, page_bytes: None, group_rows: 400, rows: 900 };
             let bytes = file(&l);
             let md = metadata(&bytes);
             let data_end = md.row_group(md.num_row_groups() - 1).columns().last().unwrap().byte_range();
@@ -1277,6 +1291,7 @@ mod tests {
             v2: false,
             lz4: true,
             page_rows: 64,
+            page_bytes: None,
             group_rows: 4096,
             rows: 8000,
         };
@@ -1319,6 +1334,7 @@ mod tests {
             v2: false,
             lz4: true,
             page_rows: 10,
+            page_bytes: None,
             group_rows: 100,
             rows: 100,
         };
