@@ -6,9 +6,9 @@
 //! Two loads: a closed loop (every client sends again as soon as it is answered: throughput at
 //! saturation, where latency is mostly queueing) and an open loop at a fixed rate below
 //! saturation (latency counted from when each call was due: what durability adds to a call).
-//! With the open loop, the disk alone: record-sized writes and `fdatasync` at the open loop's
-//! rate, a round after each round of the sinks, whose p99 is a floor under what durability can
-//! add to a lone call's p99.
+//! With the open loop, the disk alone: records due at the open loop's rate, written and synced
+//! as the log does and counted from when due, a round after each round of the sinks; its p99 is
+//! a floor under the durable log's p99 in the open loop.
 //!
 //! `cargo bench -p citybrain-benches --bench lookup_e2e` (env: CITYBRAIN_BENCH_PERSONS, default
 //! 200000; CITYBRAIN_BENCH_SECS per round, default 4; CITYBRAIN_BENCH_ROUNDS per sink and load,
