@@ -255,9 +255,13 @@ impl Analytics {
     pub fn new(engine: Arc<Engine>, limits: Limits) -> Result<Self> {
         let footers = footers::SharedFooters::new(engine.clone(), limits.metadata_cache_bytes);
         // The limit is given twice: DataFusion sets the cache it is given to the config's limit.
+        // DataFusion's cache of file listings is off: it keeps a table's listing for good by
+        // default, so SQL would not see a file added, and would read a replaced one at its old
+        // size, while lookups (and the checks before each query) list the files anew.
         let caches = CacheManagerConfig::default()
             .with_file_metadata_cache(Some(Arc::new(footers)))
-            .with_metadata_cache_limit(limits.metadata_cache_bytes);
+            .with_metadata_cache_limit(limits.metadata_cache_bytes)
+            .with_list_files_cache_limit(0);
         let base = RuntimeEnvBuilder::new()
             .with_cache_manager(caches)
             .build_arc()

@@ -16,9 +16,9 @@
 //! drop, and the condition is not applied again above the scan (the scan tells the planner it
 //! applies it exactly; evaluating it twice cost a governed filter-and-count about a tenth more
 //! than the same query on plain DataFusion).
-//! What can leak is timing at row-group granularity: how long a query takes depends on the
-//! min/max statistics of row groups, including rows the row filter hides, as a full scan's time
-//! depends on their number.
+//! What can leak is timing at the granularity of row groups and pages: how long a query takes
+//! depends on the min/max statistics of row groups and of the pages whose statistics the engine
+//! keeps, including rows the row filter hides, as a full scan's time depends on their number.
 //!
 //! Under a read grant without a row filter, where every row is visible, the scan reports the
 //! row count of its file scan (nothing about columns), so an unconditioned `count(*)` is
@@ -657,9 +657,14 @@ mod tests {
 
     /// Writes the residents of [`written_residents`] into `dir`.
     fn write_residents(dir: &std::path::Path) {
+        write_residents_file(&dir.join("part-00000.parquet"), 400);
+    }
+
+    /// `rows` residents: the first 200 in 桂城街道, the rest in 大沥镇.
+    fn write_residents_file(path: &std::path::Path, rows: usize) {
         let schema = citybrain_governance::table_schema(&manifest());
-        let ids: Vec<String> = (0..400).map(|i| format!("440605{i:012}")).collect();
-        let towns: Vec<&str> = (0..400)
+        let ids: Vec<String> = (0..rows).map(|i| format!("440605{i:012}")).collect();
+        let towns: Vec<&str> = (0..rows)
             .map(|i| if i < 200 { "桂城街道" } else { "大沥镇" })
             .collect();
         let columns: Vec<ArrayRef> = schema
@@ -669,7 +674,7 @@ mod tests {
                 match f.name().as_str() {
                     "id_number" => Arc::new(arrow::array::StringArray::from(ids.clone())),
                     "town" => Arc::new(arrow::array::StringArray::from(towns.clone())),
-                    _ => new_null_array(f.data_type(), 400),
+                    _ => new_null_array(f.data_type(), rows),
                 }
             })
             .collect();
@@ -679,7 +684,7 @@ mod tests {
             .set_data_page_row_count_limit(10)
             .set_write_batch_size(10)
             .build();
-        let file = std::fs::File::create(dir.join("part-00000.parquet")).expect("file");
+        let file = std::fs::File::create(path).expect("file");
         let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
             .expect("writer");
         w.write(&batch).expect("write");
@@ -987,7 +992,8 @@ mod tests {
                 .value(0);
             assert_eq!(n, expected, "{sql}");
         }
-        // The engine holds the footer with the key column's column index alone.
+        // The engine holds the footer with the column index of the key and of the columns of
+        // numbers and dates (birth_date) alone.
         let path = engine
             .root()
             .dataset_path("population/residents")
@@ -999,8 +1005,8 @@ mod tests {
         let schema = held.file_metadata().schema_descr();
         for group in index {
             for (c, ci) in group.iter().enumerate() {
-                let key = schema.column(c).name() == "id_number";
-                assert_eq!(!matches!(ci, ColumnIndexMetaData::NONE), key, "column {c}");
+                let kept = ["id_number", "birth_date"].contains(&schema.column(c).name());
+                assert_eq!(!matches!(ci, ColumnIndexMetaData::NONE), kept, "column {c}");
             }
         }
         // DataFusion read no footer itself (it would have kept it in its own cache), and what
@@ -1014,6 +1020,45 @@ mod tests {
             .downcast_ref::<CachedParquetMetaData>()
             .expect("parquet metadata");
         assert!(Arc::ptr_eq(shared.parquet_metadata(), &held));
+    }
+
+    #[tokio::test]
+    async fn sql_reads_a_tables_files_as_they_are_at_each_query() {
+        use crate::{Analytics, Limits, Source};
+        use citybrain_engine::{DataRoot, Engine};
+        let root = tempfile::tempdir().expect("dir");
+        let dir = root.path().join("population").join("residents");
+        std::fs::create_dir_all(&dir).expect("dir");
+        write_residents(&dir);
+        let engine = Arc::new(Engine::new(DataRoot::local(root.path()).expect("root")));
+        let analytics = Analytics::new(engine, Limits::default()).expect("analytics");
+        let sources = [Source {
+            manifest: manifest(),
+            policy: Arc::new(policy(None, Mode::Read)),
+        }];
+        let count = |sql: &'static str| {
+            let (analytics, sources) = (&analytics, &sources);
+            async move {
+                let answer = analytics.run(sources, sql).await.expect(sql);
+                answer.batches[0]
+                    .column(0)
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .value(0)
+            }
+        };
+        // Counted from the footers, and by scanning.
+        let all = "SELECT count(*) FROM population.residents";
+        let dali = "SELECT count(*) FROM population.residents WHERE town = '大沥镇'";
+        assert_eq!((count(all).await, count(dali).await), (400, 200));
+        // A file added, then replaced by a larger one, then removed: each query reads the files
+        // there are, not a listing kept from an earlier query.
+        let added = dir.join("part-00001.parquet");
+        write_residents_file(&added, 100);
+        assert_eq!((count(all).await, count(dali).await), (500, 200));
+        write_residents_file(&added, 300);
+        assert_eq!((count(all).await, count(dali).await), (700, 300));
+        std::fs::remove_file(&added).expect("remove");
+        assert_eq!((count(all).await, count(dali).await), (400, 200));
     }
 
     #[test]
