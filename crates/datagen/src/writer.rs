@@ -16,9 +16,9 @@ use std::sync::Arc;
 /// Rows per data page by default: a lookup decodes one page of about this many rows of each
 /// column it returns, and a batch match one page a key. At 100 M residents, 256-row pages against
 /// 1,024 halved the time of a 10,000-key batch and took about 7% off a lookup's p50, for files an
-/// eighth larger and SQL scans 13-29% slower (more pages to decode). Their page index is four
-/// times larger; the hub keeps pages' min and max only for the key and sorted columns, and SQL
-/// shares the engine's copy (see the README).
+/// eighth larger and SQL scans 13-23% slower (more pages to decode). Their page index is four
+/// times larger; the hub keeps pages' text min and max only for the key and sorted columns, and
+/// SQL shares the engine's copy (see the README).
 pub const PAGE_ROWS: usize = 256;
 /// Rows buffered before a batch is handed to the Parquet writer.
 const BATCH_ROWS: usize = 8192;
