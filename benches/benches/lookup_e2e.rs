@@ -104,6 +104,28 @@ struct Round {
     syncs: u64,
     /// Of those, records committed by their own call, alone.
     lone: u64,
+    /// The machine's CPU time over the round, all cores, and the part of it idle or waiting
+    /// for I/O, in ticks.
+    ticks: (u64, u64),
+}
+
+/// The machine's CPU time so far, all cores (`/proc/stat`), and the part of it idle or
+/// waiting for I/O, in ticks. A round whose load keeps every core busy leaves little idle;
+/// much idle means the clients were waiting, not the cores.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    let total = f.iter().take(8).sum();
+    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+    (total, idle)
 }
 
 /// CPU time (user + system) in µs: of this process, and of its threads named `thread`.
@@ -156,6 +178,7 @@ async fn load(
     let (cpu0, writer0) = cpu_us("audit-writer");
     let syncs0 = audit.as_ref().map_or(0, |a| a.syncs());
     let lone0 = audit.as_ref().map_or(0, |a| a.lone_commits());
+    let ticks0 = machine_ticks();
     let start = Instant::now();
     let stop = start + Duration::from_secs(secs);
     let tasks: Vec<_> = (0..clients)
@@ -211,6 +234,7 @@ async fn load(
         writer_us: 0,
         syncs: 0,
         lone: 0,
+        ticks: (0, 0),
     };
     for t in tasks {
         let (lat, errors) = t.await.unwrap();
@@ -224,6 +248,11 @@ async fn load(
     round.writer_us = writer1 - writer0;
     round.syncs = audit.as_ref().map_or(0, |a| a.syncs()) - syncs0;
     round.lone = audit.as_ref().map_or(0, |a| a.lone_commits()) - lone0;
+    let ticks1 = machine_ticks();
+    round.ticks = (
+        ticks1.0.saturating_sub(ticks0.0),
+        ticks1.1.saturating_sub(ticks0.1),
+    );
     round
 }
 
@@ -231,7 +260,7 @@ async fn load(
 fn report(title: &str, persons: u64, rounds: u64, secs: u64, results: &[(&str, Round)]) {
     println!("lookup_e2e: {persons} residents, {title}, {rounds} x {secs} s per sink");
     println!(
-        "{:<20} {:>10} {:>8} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10} {:>10} {:>7}",
+        "{:<20} {:>10} {:>8} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10} {:>10} {:>7} {:>6}",
         "sink",
         "lookups/s",
         "calls",
@@ -242,7 +271,8 @@ fn report(title: &str, persons: u64, rounds: u64, secs: u64, results: &[(&str, R
         "cpu/call",
         "writer",
         "per sync",
-        "alone"
+        "alone",
+        "idle"
     );
     let mut summary = Vec::new();
     for label in ["durable audit log", "in-memory sink"] {
@@ -264,7 +294,7 @@ fn report(title: &str, persons: u64, rounds: u64, secs: u64, results: &[(&str, R
         let syncs: u64 = picked.iter().map(|r| r.syncs).sum();
         let lone: u64 = picked.iter().map(|r| r.lone).sum();
         println!(
-            "{:<20} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10} {:>10} {:>10} {:>7}",
+            "{:<20} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10} {:>10} {:>10} {:>7} {:>6}",
             label,
             rate,
             calls,
@@ -283,6 +313,12 @@ fn report(title: &str, persons: u64, rounds: u64, secs: u64, results: &[(&str, R
                 "-".to_owned()
             } else {
                 format!("{:.0}%", 100.0 * lone as f64 / calls.max(1) as f64)
+            },
+            {
+                let (total, idle) = picked
+                    .iter()
+                    .fold((0, 0), |(t, i), r| (t + r.ticks.0, i + r.ticks.1));
+                format!("{:.0}%", 100.0 * idle as f64 / total.max(1) as f64)
             }
         );
         summary.push((rate, pct(&lat, 0.5), pct(&lat, 0.99)));
