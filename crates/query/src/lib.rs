@@ -39,6 +39,8 @@ use std::sync::Arc;
 pub const CATALOG: &str = "citybrain";
 /// Object-store URL the engine's data root is registered under for SQL.
 const STORE_URL: &str = "citybrain://data";
+/// Rows per batch in SQL plans (see `context`).
+const SQL_BATCH_ROWS: usize = 32_768;
 
 /// Errors of governed SQL.
 #[derive(Debug, thiserror::Error)]
@@ -287,8 +289,12 @@ impl Analytics {
             cache_manager: self.base.cache_manager.clone(),
             object_store_registry: self.base.object_store_registry.clone(),
         });
+        // Batches of 32,768 rows rather than DataFusion's 8,192: a hash join probes and
+        // repartitions a quarter as many batches. At 100 M residents the README's join took
+        // 4.69 s against 5.45 s, with the filtered count and the group by no slower.
         let mut config = SessionConfig::new()
             .with_target_partitions(self.limits.target_partitions)
+            .with_batch_size(SQL_BATCH_ROWS)
             .with_information_schema(false)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG, "public");
