@@ -3,12 +3,16 @@
 //! serve copies of the same data and grant, in the same run, alternating, so the ratio is what
 //! durability costs.
 //!
-//! Two loads: a closed loop (every client sends again as soon as it is answered: throughput at
-//! saturation, where latency is mostly queueing) and an open loop at a fixed rate below
+//! Two loads: a closed loop (every client sends again as soon as it is answered: throughput under
+//! load, where latency is mostly queueing) and an open loop at a fixed rate below
 //! saturation (latency counted from when each call was due: what durability adds to a call).
 //! With the open loop, the disk alone: records due at the open loop's rate, written and synced
 //! as the log does and counted from when due, a round after each round of the sinks; its p99 is
-//! a floor under the durable log's p99 in the open loop.
+//! a floor under the durable log's p99 in the open loop. With the closed loop, the CPU one sync
+//! costs, timed alone after its rounds: times the durable log's syncs a second, it is the part of
+//! the machine syncing itself took. The rest of the throughput lost is mostly cores left idle
+//! (the `idle` column) while every client waits for a sync; more clients (or a longer gather)
+//! fill them, so how much a closed loop loses depends on how many clients it has.
 //!
 //! `cargo bench -p citybrain-benches --bench lookup_e2e` (env: CITYBRAIN_BENCH_PERSONS, default
 //! 200000; CITYBRAIN_BENCH_SECS per round, default 4; CITYBRAIN_BENCH_ROUNDS per sink and load,
@@ -23,6 +27,7 @@ use citybrain_governance::{ApplyRequest, Decision, Governance, Mask, Mode};
 use citybrain_proto::v1 as pb;
 use citybrain_proto::v1::data_service_client::DataServiceClient;
 use futures::future::BoxFuture;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -256,8 +261,17 @@ async fn load(
     round
 }
 
-/// Prints one table: each sink's rate and latency over its rounds, then the ratios.
-fn report(title: &str, persons: u64, rounds: u64, secs: u64, results: &[(&str, Round)]) {
+/// Prints one table: each sink's rate and latency over its rounds, then the ratios; with
+/// `sync_cpu_us` (see [`sync_cpu_us`]), the share of the machine the durable log's syncs alone
+/// took, beside the share of throughput it lost.
+fn report(
+    title: &str,
+    persons: u64,
+    rounds: u64,
+    secs: u64,
+    results: &[(&str, Round)],
+    sync_cpu_us: Option<f64>,
+) {
     println!("lookup_e2e: {persons} residents, {title}, {rounds} x {secs} s per sink");
     println!(
         "{:<20} {:>10} {:>8} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10} {:>10} {:>7} {:>6}",
@@ -321,7 +335,12 @@ fn report(title: &str, persons: u64, rounds: u64, secs: u64, results: &[(&str, R
                 format!("{:.0}%", 100.0 * idle as f64 / total.max(1) as f64)
             }
         );
-        summary.push((rate, pct(&lat, 0.5), pct(&lat, 0.99)));
+        summary.push((
+            rate,
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            syncs as f64 / secs_total,
+        ));
     }
     println!(
         "durable / in-memory throughput: {:.3}; added by durability: p50 {:.2} ms, p99 {:.2} ms",
@@ -329,6 +348,18 @@ fn report(title: &str, persons: u64, rounds: u64, secs: u64, results: &[(&str, R
         summary[0].1 - summary[1].1,
         summary[0].2 - summary[1].2
     );
+    if let Some(cpu) = sync_cpu_us {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let syncs = summary[0].3;
+        println!(
+            "the syncs alone: {cpu:.0} µs of CPU each here (600-byte records written into \
+             preallocated zeros one at a time and synced, on one thread, the hubs idle); at the \
+             durable log's {syncs:.0} syncs/s that is {:.1}% of the machine's {cores} cores, \
+             against {:.1}% of throughput lost",
+            100.0 * syncs * cpu / 1e6 / cores as f64,
+            100.0 * (1.0 - summary[0].0 / summary[1].0)
+        );
+    }
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -497,7 +528,18 @@ fn main() {
                     disk.extend(lat.await.unwrap());
                 }
             }
-            report(&title, persons, rounds, secs, &results);
+            // What each sync costs the CPU, timed once the closed loop's rounds are done: that
+            // load's throughput is what the CPU bounds.
+            let sync_cpu = match pace {
+                Some(_) => None,
+                None => {
+                    let dir = a.clone();
+                    tokio::task::spawn_blocking(move || sync_cpu_us(&dir, 2_000))
+                        .await
+                        .unwrap()
+                }
+            };
+            report(&title, persons, rounds, secs, &results, sync_cpu);
             if !disk.is_empty() {
                 disk.sort_unstable();
                 println!(
@@ -523,12 +565,7 @@ fn main() {
 /// behind it; those due by the time a write starts go in it together, as group commit takes
 /// them. Latencies in µs. Their p99 is a floor under the durable hub's p99 in the open loop.
 fn disk_floor(dir: &Path, rate: u64, n: usize) -> Vec<u64> {
-    use std::os::unix::fs::FileExt;
-    const LINE: usize = 600;
-    let path = dir.join("disk-floor");
-    let file = std::fs::File::create(&path).unwrap();
-    file.write_all_at(&vec![0u8; n * LINE], 0).unwrap();
-    file.sync_all().unwrap();
+    let (path, file) = zeroed(dir, n * LINE);
     let records = vec![b'x'; n * LINE];
     let gap = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
     let start = Instant::now();
@@ -554,4 +591,44 @@ fn disk_floor(dir: &Path, rate: u64, n: usize) -> Vec<u64> {
     }
     std::fs::remove_file(&path).unwrap();
     lat
+}
+
+/// Bytes of one record in [`disk_floor`] and [`sync_cpu_us`], about a lookup's audit record.
+const LINE: usize = 600;
+
+/// A durable file of `bytes` zeros under `dir`, as the log preallocates its live segment.
+fn zeroed(dir: &Path, bytes: usize) -> (std::path::PathBuf, std::fs::File) {
+    let path = dir.join("disk-floor");
+    let file = std::fs::File::create(&path).unwrap();
+    file.write_all_at(&vec![0u8; bytes], 0).unwrap();
+    file.sync_all().unwrap();
+    (path, file)
+}
+
+/// The calling thread's time on a CPU so far, in ns (`/proc/thread-self/schedstat`): finer than
+/// the clock ticks of `/proc/…/stat`, and it counts the kernel's work inside the thread's calls.
+/// None where the kernel keeps no such count.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+}
+
+/// The CPU one sync costs here, in µs: `n` records written one at a time into preallocated
+/// zeros, each made durable by `fdatasync` as the log makes a batch durable, on one thread while
+/// the hubs are idle. On a virtual machine most of it is the kernel's: notifying the virtual disk
+/// and switching back to the thread when the sync completes. Under load a sync costs more than
+/// this (the callers it wakes are not counted), so the share of the machine it gives is a floor.
+/// None where the thread's CPU time cannot be read.
+fn sync_cpu_us(dir: &Path, n: usize) -> Option<f64> {
+    let (path, file) = zeroed(dir, n * LINE);
+    let record = [b'x'; LINE];
+    let start = thread_cpu_ns();
+    for i in 0..n {
+        file.write_all_at(&record, (i * LINE) as u64).unwrap();
+        file.sync_data().unwrap();
+    }
+    let end = thread_cpu_ns();
+    std::fs::remove_file(&path).unwrap();
+    Some((end? - start?) as f64 / 1000.0 / n as f64)
 }
