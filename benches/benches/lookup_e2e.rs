@@ -8,9 +8,10 @@
 //! saturation (latency counted from when each call was due: what durability adds to a call).
 //! With the open loop, the disk alone: records due at the open loop's rate, written and synced
 //! as the log does and counted from when due, a round after each round of the sinks; its p99 is
-//! a floor under the durable log's p99 in the open loop. With the closed loop, the CPU one sync
-//! costs, timed alone after its rounds: times the durable log's syncs a second, it is the part of
-//! the machine syncing itself took. The rest of the throughput lost is mostly cores left idle
+//! a floor under the durable log's p99 in the open loop. With the closed loop, the CPU one write
+//! and sync cost, timed alone after its rounds: times the durable log's syncs a second, it is
+//! the least part of the machine syncing took (the writer thread's own CPU, in its column, is
+//! the most: it also encodes, chains and hands back the records). The rest of the throughput lost is mostly cores left idle
 //! (the `idle` column) while every client waits for a sync; more clients (or a longer gather)
 //! fill them, so how much a closed loop loses depends on how many clients it has.
 //!
@@ -28,7 +29,7 @@ use citybrain_proto::v1 as pb;
 use citybrain_proto::v1::data_service_client::DataServiceClient;
 use futures::future::BoxFuture;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -38,6 +39,9 @@ use std::time::{Duration, Instant};
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const PURPOSE: &str = "最低生活保障资格审核";
+
+/// Bytes of one record in [`disk_floor`] and [`sync_cpu_us`], about a lookup's audit record.
+const LINE: usize = 600;
 
 /// The baseline sink: counts records, keeps nothing, never waits.
 struct MemorySink(AtomicU64);
@@ -262,15 +266,15 @@ async fn load(
 }
 
 /// Prints one table: each sink's rate and latency over its rounds, then the ratios; with
-/// `sync_cpu_us` (see [`sync_cpu_us`]), the share of the machine the durable log's syncs alone
-/// took, beside the share of throughput it lost.
+/// `sync_cpu` (µs, from [`sync_cpu_us`]), the least share of the machine the durable log's
+/// syncs took, beside the share of throughput it lost.
 fn report(
     title: &str,
     persons: u64,
     rounds: u64,
     secs: u64,
     results: &[(&str, Round)],
-    sync_cpu_us: Option<f64>,
+    sync_cpu: Option<f64>,
 ) {
     println!("lookup_e2e: {persons} residents, {title}, {rounds} x {secs} s per sink");
     println!(
@@ -335,31 +339,51 @@ fn report(
                 format!("{:.0}%", 100.0 * idle as f64 / total.max(1) as f64)
             }
         );
-        summary.push((
+        summary.push(Summary {
             rate,
-            pct(&lat, 0.5),
-            pct(&lat, 0.99),
-            syncs as f64 / secs_total,
-        ));
+            p50: pct(&lat, 0.5),
+            p99: pct(&lat, 0.99),
+            syncs_per_s: syncs as f64 / secs_total,
+        });
     }
+    let ratio = summary[0].rate / summary[1].rate;
     println!(
-        "durable / in-memory throughput: {:.3}; added by durability: p50 {:.2} ms, p99 {:.2} ms",
-        summary[0].0 / summary[1].0,
-        summary[0].1 - summary[1].1,
-        summary[0].2 - summary[1].2
+        "durable / in-memory throughput: {ratio:.3}; added by durability: p50 {:.2} ms, p99 {:.2} ms",
+        summary[0].p50 - summary[1].p50,
+        summary[0].p99 - summary[1].p99
     );
-    if let Some(cpu) = sync_cpu_us {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let syncs = summary[0].3;
+    if let Some(cpu) = sync_cpu {
+        let cores = machine_cores();
+        let syncs = summary[0].syncs_per_s;
         println!(
-            "the syncs alone: {cpu:.0} µs of CPU each here (600-byte records written into \
-             preallocated zeros one at a time and synced, on one thread, the hubs idle); at the \
-             durable log's {syncs:.0} syncs/s that is {:.1}% of the machine's {cores} cores, \
-             against {:.1}% of throughput lost",
+            "a {LINE}-byte write and sync alone: {cpu:.0} µs of CPU; the durable log's \
+             {syncs:.0} syncs/s took at least {:.1}% of the machine's {cores} cores, against \
+             {:.1}% of throughput lost",
             100.0 * syncs * cpu / 1e6 / cores as f64,
-            100.0 * (1.0 - summary[0].0 / summary[1].0)
+            100.0 * (1.0 - ratio)
         );
     }
+}
+
+/// One sink's figures over its rounds, for the lines under the table.
+struct Summary {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    syncs_per_s: f64,
+}
+
+/// The machine's cores, as `/proc/stat` counts them (as [`machine_ticks`] adds them up).
+fn machine_cores() -> usize {
+    std::fs::read_to_string("/proc/stat")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count()
+        .max(1)
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -528,22 +552,21 @@ fn main() {
                     disk.extend(lat.await.unwrap());
                 }
             }
-            // What each sync costs the CPU, timed once the closed loop's rounds are done: that
-            // load's throughput is what the CPU bounds.
-            let sync_cpu = match pace {
-                Some(_) => None,
-                None => {
-                    let dir = a.clone();
-                    tokio::task::spawn_blocking(move || sync_cpu_us(&dir, 2_000))
-                        .await
-                        .unwrap()
-                }
+            // What a sync costs the CPU, timed once the closed loop's rounds are done, with the
+            // hubs idle: its share of the machine is part of what that load's throughput lost.
+            let sync_cpu = if pace.is_none() {
+                let dir = a.clone();
+                tokio::task::spawn_blocking(move || sync_cpu_us(&dir, 2_000))
+                    .await
+                    .unwrap()
+            } else {
+                None
             };
             report(&title, persons, rounds, secs, &results, sync_cpu);
             if !disk.is_empty() {
                 disk.sort_unstable();
                 println!(
-                    "the disk alone: 600-byte records due at {paced}/s, written into \
+                    "the disk alone: {LINE}-byte records due at {paced}/s, written into \
                      preallocated zeros and synced, counted from when due, a round after each \
                      round above ({} in all): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
                     disk.len(),
@@ -593,11 +616,9 @@ fn disk_floor(dir: &Path, rate: u64, n: usize) -> Vec<u64> {
     lat
 }
 
-/// Bytes of one record in [`disk_floor`] and [`sync_cpu_us`], about a lookup's audit record.
-const LINE: usize = 600;
-
-/// A durable file of `bytes` zeros under `dir`, as the log preallocates its live segment.
-fn zeroed(dir: &Path, bytes: usize) -> (std::path::PathBuf, std::fs::File) {
+/// The file `disk-floor` under `dir`, `bytes` of zeros synced, as the log preallocates its live
+/// segment. One at a time: [`disk_floor`] and [`sync_cpu_us`] never run together.
+fn zeroed(dir: &Path, bytes: usize) -> (PathBuf, std::fs::File) {
     let path = dir.join("disk-floor");
     let file = std::fs::File::create(&path).unwrap();
     file.write_all_at(&vec![0u8; bytes], 0).unwrap();
@@ -614,12 +635,12 @@ fn thread_cpu_ns() -> Option<u64> {
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
 }
 
-/// The CPU one sync costs here, in µs: `n` records written one at a time into preallocated
-/// zeros, each made durable by `fdatasync` as the log makes a batch durable, on one thread while
-/// the hubs are idle. On a virtual machine most of it is the kernel's: notifying the virtual disk
-/// and switching back to the thread when the sync completes. Under load a sync costs more than
-/// this (the callers it wakes are not counted), so the share of the machine it gives is a floor.
-/// None where the thread's CPU time cannot be read.
+/// The CPU one write and sync cost here, in µs: `n` records of [`LINE`] bytes written one at a
+/// time into preallocated zeros, each made durable by `fdatasync` as the log makes a batch
+/// durable, on one thread while the hubs are idle. Under load a sync costs more than this: the
+/// log writes a batch, not one record, and the callers a sync wakes, interrupts and the kernel's
+/// own threads are not charged to this one; so the share of the machine it gives is a floor.
+/// None where the thread's CPU time cannot be read (or reads as none spent).
 fn sync_cpu_us(dir: &Path, n: usize) -> Option<f64> {
     let (path, file) = zeroed(dir, n * LINE);
     let record = [b'x'; LINE];
@@ -630,5 +651,6 @@ fn sync_cpu_us(dir: &Path, n: usize) -> Option<f64> {
     }
     let end = thread_cpu_ns();
     std::fs::remove_file(&path).unwrap();
-    Some((end? - start?) as f64 / 1000.0 / n as f64)
+    let spent = end?.checked_sub(start?).filter(|&ns| ns > 0)?;
+    Some(spent as f64 / 1000.0 / n as f64)
 }
