@@ -11,9 +11,10 @@
 //! a floor under the durable log's p99 in the open loop. With the closed loop, the CPU one write
 //! and sync cost, timed alone after its rounds: times the durable log's syncs a second, it is
 //! the least part of the machine syncing took (the writer thread's own CPU, in its column, is
-//! the most: it also encodes, chains and hands back the records). The rest of the throughput lost is mostly cores left idle
-//! (the `idle` column) while every client waits for a sync; more clients (or a longer gather)
-//! fill them, so how much a closed loop loses depends on how many clients it has.
+//! the most: it also encodes, chains and hands back the records). The rest of the throughput
+//! lost is mostly cores left idle (the `idle` column) while every client waits for a sync; more
+//! clients (or a longer gather) fill them, so how much a closed loop loses depends on how many
+//! clients it has.
 //!
 //! `cargo bench -p citybrain-benches --bench lookup_e2e` (env: CITYBRAIN_BENCH_PERSONS, default
 //! 200000; CITYBRAIN_BENCH_SECS per round, default 4; CITYBRAIN_BENCH_ROUNDS per sink and load,
@@ -373,7 +374,7 @@ struct Summary {
     syncs_per_s: f64,
 }
 
-/// The machine's cores, as `/proc/stat` counts them (as [`machine_ticks`] adds them up).
+/// The machine's cores, as `/proc/stat` lists them: the cores [`machine_ticks`] sums over.
 fn machine_cores() -> usize {
     std::fs::read_to_string("/proc/stat")
         .unwrap_or_default()
