@@ -4,7 +4,8 @@
 //! hands the work to another thread and back. For a point lookup whose pages are cached that
 //! hand-off costs more than the read. On Linux a read with `RWF_NOWAIT` copies from the page
 //! cache and refuses, instead of waiting, when a byte would have to come from the disk; only
-//! then does the caller take the object store's path. Elsewhere every read takes that path.
+//! the ranges refused then take the object store's path (a batch's pages are often cached but
+//! for a few). Elsewhere every read takes that path.
 
 use bytes::Bytes;
 use std::ops::Range;
@@ -21,29 +22,42 @@ impl LocalFile {
         Self { path, file: None }
     }
 
-    /// The bytes of every range if all of them are in the page cache; `None` if any is not, or
-    /// on any problem (the object store then reads them and reports what is wrong).
-    pub(crate) fn read_cached(&mut self, ranges: &[Range<u64>]) -> Option<Vec<Bytes>> {
+    /// Each range's bytes if all of them are in the page cache, else `None` for that range (the
+    /// object store then reads it, and reports what is wrong if anything is). After a problem
+    /// other than a byte not cached, the rest are left to the store too.
+    pub(crate) fn read_cached(&mut self, ranges: &[Range<u64>]) -> Vec<Option<Bytes>> {
+        let mut got = vec![None; ranges.len()];
         if self.file.is_none() {
             self.file = std::fs::File::open(&self.path).ok();
         }
-        let file = self.file.as_ref()?;
-        ranges
-            .iter()
-            .map(|r| {
-                let mut buf = vec![0u8; usize::try_from(r.end.checked_sub(r.start)?).ok()?];
-                let mut done = 0;
-                while done < buf.len() {
-                    let n = read_cached_at(file, &mut buf[done..], r.start + done as u64).ok()?;
-                    if n == 0 {
-                        return None;
-                    }
-                    done += n;
-                }
-                Some(Bytes::from(buf))
-            })
-            .collect()
+        let Some(file) = self.file.as_ref() else {
+            return got;
+        };
+        for (r, slot) in ranges.iter().zip(&mut got) {
+            match read_range(file, r) {
+                Ok(bytes) => *slot = bytes,
+                Err(()) => break,
+            }
+        }
+        got
     }
+}
+
+/// One range's bytes from the page cache: `None` if a byte of it is not cached or it runs past
+/// the end of the file; an error on any other problem.
+fn read_range(file: &std::fs::File, r: &Range<u64>) -> Result<Option<Bytes>, ()> {
+    let len = r.end.checked_sub(r.start).ok_or(())?;
+    let mut buf = vec![0u8; usize::try_from(len).map_err(|_| ())?];
+    let mut done = 0;
+    while done < buf.len() {
+        match read_cached_at(file, &mut buf[done..], r.start + done as u64) {
+            Ok(0) => return Ok(None),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+            Err(_) => return Err(()),
+        }
+    }
+    Ok(Some(Bytes::from(buf)))
 }
 
 /// Bytes read at `offset` without waiting for the disk; an error when the read would wait.
@@ -63,6 +77,21 @@ fn read_cached_at(_file: &std::fs::File, _buf: &mut [u8], _offset: u64) -> std::
 mod tests {
     use super::*;
 
+    /// Whether reads of `path` (already in the page cache) can be made with `RWF_NOWAIT`: a
+    /// file system without (tmpfs on some kernels) always leaves reads to the store, and the
+    /// tests below have nothing to check there.
+    #[cfg(all(target_os = "linux", not(target_env = "musl")))]
+    fn takes_nowait_reads(path: &std::path::Path) -> bool {
+        let probe = std::fs::File::open(path).unwrap();
+        let nowait = read_cached_at(&probe, &mut [0u8; 1], 0);
+        let unsupported = nowait
+            .is_err_and(|e| e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()));
+        if unsupported {
+            eprintln!("skipped: the temporary directory does not take RWF_NOWAIT reads");
+        }
+        !unsupported
+    }
+
     #[cfg(all(target_os = "linux", not(target_env = "musl")))]
     #[test]
     fn cached_ranges_read_back_exactly_and_a_range_past_the_end_is_left_to_the_store() {
@@ -72,26 +101,69 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         // Read once so the page cache holds it, as it does for a hub's warm data.
         assert_eq!(std::fs::read(&path).unwrap(), data);
-
-        // A file system without `RWF_NOWAIT` reads (tmpfs on some kernels) always leaves reads
-        // to the store; there is nothing to check here.
-        let probe = std::fs::File::open(&path).unwrap();
-        let nowait = read_cached_at(&probe, &mut [0u8; 1], 0);
-        if nowait
-            .is_err_and(|e| e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()))
-        {
-            eprintln!("skipped: the temporary directory does not take RWF_NOWAIT reads");
+        if !takes_nowait_reads(&path) {
             return;
         }
         let mut f = LocalFile::new(path.clone());
         let ranges = [0..10, 4_000..70_000, 99_990..100_000, 5..5];
-        let got = f.read_cached(&ranges).expect("cached bytes are read here");
+        let got = f.read_cached(&ranges);
+        assert_eq!(got.len(), ranges.len());
         for (r, b) in ranges.iter().zip(&got) {
+            let b = b.as_ref().expect("cached bytes are read here");
             assert_eq!(&b[..], &data[r.start as usize..r.end as usize]);
         }
-        let past_the_end = [4_000..5_000, 99_990..100_001];
-        assert!(f.read_cached(&past_the_end).is_none());
+        let past_the_end = [4_000..5_000, 99_990..100_001, 10..20];
+        let got = f.read_cached(&past_the_end);
+        assert!(
+            got[1].is_none(),
+            "the range past the end is left to the store"
+        );
+        assert_eq!(&got[0].as_ref().unwrap()[..], &data[4_000..5_000]);
+        assert_eq!(&got[2].as_ref().unwrap()[..], &data[10..20]);
         let mut gone = LocalFile::new(dir.path().join("missing.bin"));
-        assert!(gone.read_cached(&ranges).is_none(), "a missing file");
+        assert!(
+            gone.read_cached(&ranges).iter().all(Option::is_none),
+            "a missing file"
+        );
+    }
+
+    #[cfg(all(target_os = "linux", not(target_env = "musl")))]
+    #[test]
+    fn only_the_ranges_not_in_the_page_cache_are_left_to_the_store() {
+        use rustix::fs::{Advice, fadvise};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        let data: Vec<u8> = (0..8u32 << 20).map(|i| (i * 13 % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // Clean pages can be dropped from the cache: the second half's are, as the kernel drops
+        // a hub's pages it has not read for a while. (The page cache holds a file in pieces of
+        // up to 2 MiB; a piece is dropped only whole, so the half is at 4 MiB.)
+        file.sync_all().unwrap();
+        let half = 4 << 20;
+        fadvise(&file, half, None, Advice::DontNeed).unwrap();
+        if !takes_nowait_reads(&path) {
+            return;
+        }
+        if read_cached_at(&file, &mut [0u8; 1], half + 100_000).is_ok() {
+            eprintln!("skipped: the file system kept the dropped pages");
+            return;
+        }
+        let mut f = LocalFile::new(path.clone());
+        let ranges = [
+            0..10,
+            half + 100_000..half + 100_100,
+            100..4_200,
+            half - 10..half + 10,
+            5..5,
+        ];
+        let got = f.read_cached(&ranges);
+        let cached: Vec<bool> = got.iter().map(Option::is_some).collect();
+        assert_eq!(cached, [true, false, true, false, true]);
+        for (r, b) in ranges.iter().zip(&got) {
+            if let Some(b) = b {
+                assert_eq!(&b[..], &data[r.start as usize..r.end as usize], "{r:?}");
+            }
+        }
     }
 }

@@ -54,16 +54,58 @@ impl StoreReader {
         }
     }
 
-    fn cached(&mut self, ranges: &[Range<u64>]) -> Option<Vec<Bytes>> {
-        self.local.as_mut()?.read_cached(ranges)
+    /// Each range's bytes if the page cache holds them (see `local`), else `None` for it.
+    fn cached(&mut self, ranges: &[Range<u64>]) -> Vec<Option<Bytes>> {
+        match self.local.as_mut() {
+            Some(local) => local.read_cached(ranges),
+            None => vec![None; ranges.len()],
+        }
+    }
+
+    /// The ranges' bytes from the store.
+    async fn stored(&self, ranges: &[Range<u64>]) -> parquet::errors::Result<Vec<Bytes>> {
+        let failed = |e| ParquetError::External(Box::new(e));
+        if self.local.is_none() {
+            return self
+                .store
+                .get_ranges(&self.path, ranges)
+                .await
+                .map_err(failed);
+        }
+        // The local store reads a call's ranges one after another. A lookup's pages (one per
+        // column, each in its own column chunk) are far apart, and a disk serves reads in
+        // parallel: read ranges within `LOCAL_COALESCE` of each other as one, and the rest at
+        // once.
+        let (store, path) = (&self.store, &self.path);
+        let fetch = |r: Range<u64>| async move {
+            // A single read stops at the end of the file; a file cut short is an error here, as
+            // it is when the store reads ranges one after another.
+            let b = store.get_range(path, r.clone()).await?;
+            if b.len() as u64 != r.end - r.start {
+                return Err(object_store::Error::Generic {
+                    store: "local",
+                    source: format!(
+                        "{path}: bytes {}..{} run past the end of the file ({} read)",
+                        r.start,
+                        r.end,
+                        b.len()
+                    )
+                    .into(),
+                });
+            }
+            Ok(b)
+        };
+        object_store::coalesce_ranges(ranges, fetch, LOCAL_COALESCE)
+            .await
+            .map_err(failed)
     }
 }
 
 impl AsyncFileReader for StoreReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         Box::pin(async move {
-            if let Some(mut b) = self.cached(std::slice::from_ref(&range)) {
-                return Ok(b.remove(0));
+            if let Some(Some(b)) = self.cached(std::slice::from_ref(&range)).pop() {
+                return Ok(b);
             }
             self.store
                 .get_range(&self.path, range)
@@ -72,48 +114,29 @@ impl AsyncFileReader for StoreReader {
         })
     }
 
+    /// The ranges the page cache holds are copied from it here; only the rest are read from the
+    /// store (from the disk, when local), in one call.
     fn get_byte_ranges(
         &mut self,
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         Box::pin(async move {
-            if let Some(b) = self.cached(&ranges) {
-                return Ok(b);
-            }
-            let failed = |e| ParquetError::External(Box::new(e));
-            if self.local.is_none() {
-                return self
-                    .store
-                    .get_ranges(&self.path, &ranges)
-                    .await
-                    .map_err(failed);
-            }
-            // The local store reads a call's ranges one after another. A lookup's pages (one
-            // per column, each in its own column chunk) are far apart, and a disk serves reads
-            // in parallel: read ranges within `LOCAL_COALESCE` of each other as one, and the
-            // rest at once.
-            let (store, path) = (&self.store, &self.path);
-            let fetch = |r: Range<u64>| async move {
-                // A single read stops at the end of the file; a file cut short is an error here,
-                // as it is when the store reads ranges one after another.
-                let b = store.get_range(path, r.clone()).await?;
-                if b.len() as u64 != r.end - r.start {
-                    return Err(object_store::Error::Generic {
-                        store: "local",
-                        source: format!(
-                            "{path}: bytes {}..{} run past the end of the file ({} read)",
-                            r.start,
-                            r.end,
-                            b.len()
-                        )
-                        .into(),
-                    });
+            let mut got = self.cached(&ranges);
+            let missing: Vec<Range<u64>> = ranges
+                .iter()
+                .zip(&got)
+                .filter(|(_, b)| b.is_none())
+                .map(|(r, _)| r.clone())
+                .collect();
+            if !missing.is_empty() {
+                let mut stored = self.stored(&missing).await?.into_iter();
+                for slot in got.iter_mut().filter(|b| b.is_none()) {
+                    *slot = stored.next();
                 }
-                Ok(b)
-            };
-            object_store::coalesce_ranges(&ranges, fetch, LOCAL_COALESCE)
-                .await
-                .map_err(failed)
+            }
+            got.into_iter()
+                .map(|b| b.ok_or_else(|| ParquetError::General("a range was not read".into())))
+                .collect()
         })
     }
 
@@ -621,31 +644,38 @@ mod tests {
     use parquet::file::metadata::ParquetMetaDataReader;
     use std::sync::Arc;
 
-    #[tokio::test]
-    async fn ranges_read_from_the_disk_come_back_exactly_merged_or_apart() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A Parquet file `f.parquet` of over 300 KB in `dir`, its bytes, and a reader of it through
+    /// a local store whose page-cache reader reads `local` (a file of `dir`).
+    fn written(dir: &std::path::Path, local: &str) -> (Vec<u8>, StoreReader) {
         let values = StringArray::from_iter_values((0..50_000u64).map(|i| format!("{i:012}")));
         let batch = RecordBatch::try_from_iter([("v", Arc::new(values) as ArrayRef)]).unwrap();
         let mut buf = Vec::new();
         let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), None).unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
-        std::fs::write(dir.path().join("f.parquet"), &buf).unwrap();
-        let len = buf.len() as u64;
-        assert!(len > 300_000, "room for ranges near and far apart: {len}");
+        std::fs::write(dir.join("f.parquet"), &buf).unwrap();
+        assert!(buf.len() > 300_000, "room for ranges near and far apart");
         let metadata = ParquetMetaDataReader::new()
             .parse_and_finish(&Bytes::from(buf.clone()))
             .unwrap();
         let store: Arc<dyn ObjectStore> =
-            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
-        // The page-cache reader names a file that is not there, so every range takes the
-        // disk path, as it does when the bytes are not cached.
-        let mut reader = StoreReader {
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir).unwrap());
+        let reader = StoreReader {
             store,
             path: ObjectPath::from("f.parquet"),
             metadata: Arc::new(metadata),
-            local: Some(LocalFile::new(dir.path().join("not-there"))),
+            local: Some(LocalFile::new(dir.join(local))),
         };
+        (buf, reader)
+    }
+
+    #[tokio::test]
+    async fn ranges_read_from_the_disk_come_back_exactly_merged_or_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        // The page-cache reader names a file that is not there, so every range takes the
+        // disk path, as it does when the bytes are not cached.
+        let (buf, mut reader) = written(dir.path(), "not-there");
+        let len = buf.len() as u64;
         // Near ranges (merged), far ones (apart), out of order, overlapping, empty, the tail.
         let ranges = vec![
             200_000..200_100,
@@ -661,6 +691,45 @@ mod tests {
         for (r, b) in ranges.iter().zip(&got) {
             assert_eq!(&b[..], &buf[r.start as usize..r.end as usize], "{r:?}");
         }
+        let past = reader.get_byte_ranges(vec![0..10, len - 5..len + 1]).await;
+        let err = past.expect_err("a range past the end fails, not short bytes");
+        assert!(
+            err.to_string().contains("past the end of the file"),
+            "{err}"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn ranges_partly_in_the_page_cache_come_back_exactly_and_in_order() {
+        use rustix::fs::{Advice, fadvise};
+        let dir = tempfile::tempdir().unwrap();
+        let (buf, mut reader) = written(dir.path(), "f.parquet");
+        let len = buf.len() as u64;
+        // The file's pages leave the page cache (where the file system lets them), and only its
+        // start is read back: ranges there are read from the cache, the rest from the disk, in
+        // one call.
+        let file = std::fs::File::open(dir.path().join("f.parquet")).unwrap();
+        file.sync_all().unwrap();
+        fadvise(&file, 0, None, Advice::DontNeed).unwrap();
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut [0u8; 4_096], 0).unwrap();
+        let ranges = vec![
+            len - 100..len,
+            0..10,
+            len / 2 + 7..len / 2 + 9_000,
+            100..4_000,
+            len / 2 - 50..len / 2 + 50,
+            300..300,
+            len / 2 + 9_000..len / 2 + 9_100,
+        ];
+        let got = reader.get_byte_ranges(ranges.clone()).await.unwrap();
+        assert_eq!(got.len(), ranges.len());
+        for (r, b) in ranges.iter().zip(&got) {
+            assert_eq!(&b[..], &buf[r.start as usize..r.end as usize], "{r:?}");
+        }
+        let one = reader.get_bytes(len - 30..len - 20).await.unwrap();
+        assert_eq!(&one[..], &buf[len as usize - 30..len as usize - 20]);
+        // A range past the end is not cut short by the cache either: the store reports it.
         let past = reader.get_byte_ranges(vec![0..10, len - 5..len + 1]).await;
         let err = past.expect_err("a range past the end fails, not short bytes");
         assert!(
