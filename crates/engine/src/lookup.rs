@@ -645,8 +645,9 @@ mod tests {
     use std::sync::Arc;
 
     /// A Parquet file `f.parquet` of over 300 KB in `dir`, its bytes, and a reader of it through
-    /// a local store whose page-cache reader reads `local` (a file of `dir`).
-    fn written(dir: &std::path::Path, local: &str) -> (Vec<u8>, StoreReader) {
+    /// a local store. The page-cache reader names a file that is not there, so every range takes
+    /// the disk path, as it does when the bytes are not cached.
+    fn written(dir: &std::path::Path) -> (Vec<u8>, StoreReader) {
         let values = StringArray::from_iter_values((0..50_000u64).map(|i| format!("{i:012}")));
         let batch = RecordBatch::try_from_iter([("v", Arc::new(values) as ArrayRef)]).unwrap();
         let mut buf = Vec::new();
@@ -664,17 +665,25 @@ mod tests {
             store,
             path: ObjectPath::from("f.parquet"),
             metadata: Arc::new(metadata),
-            local: Some(LocalFile::new(dir.join(local))),
+            local: Some(LocalFile::new(dir.join("not-there"))),
         };
         (buf, reader)
+    }
+
+    /// A call with a range past the end of the file (`len` bytes) fails, not short bytes.
+    async fn refuses_a_range_past_the_end(reader: &mut StoreReader, len: u64) {
+        let past = reader.get_byte_ranges(vec![0..10, len - 5..len + 1]).await;
+        let err = past.expect_err("a range past the end fails, not short bytes");
+        assert!(
+            err.to_string().contains("past the end of the file"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
     async fn ranges_read_from_the_disk_come_back_exactly_merged_or_apart() {
         let dir = tempfile::tempdir().unwrap();
-        // The page-cache reader names a file that is not there, so every range takes the
-        // disk path, as it does when the bytes are not cached.
-        let (buf, mut reader) = written(dir.path(), "not-there");
+        let (buf, mut reader) = written(dir.path());
         let len = buf.len() as u64;
         // Near ranges (merged), far ones (apart), out of order, overlapping, empty, the tail.
         let ranges = vec![
@@ -691,12 +700,7 @@ mod tests {
         for (r, b) in ranges.iter().zip(&got) {
             assert_eq!(&b[..], &buf[r.start as usize..r.end as usize], "{r:?}");
         }
-        let past = reader.get_byte_ranges(vec![0..10, len - 5..len + 1]).await;
-        let err = past.expect_err("a range past the end fails, not short bytes");
-        assert!(
-            err.to_string().contains("past the end of the file"),
-            "{err}"
-        );
+        refuses_a_range_past_the_end(&mut reader, len).await;
     }
 
     #[cfg(target_os = "linux")]
@@ -724,7 +728,7 @@ mod tests {
             return;
         }
         // Any Parquet metadata will do: byte ranges are read without it.
-        let (_, parquet) = written(dir.path(), "unused");
+        let (_, parquet) = written(dir.path());
         let store: Arc<dyn ObjectStore> = Arc::new(
             object_store::local::LocalFileSystem::new_with_prefix(dir.path().join("store"))
                 .unwrap(),
@@ -754,12 +758,7 @@ mod tests {
             assert_eq!(&b[..], &from[r.start as usize..r.end as usize], "{r:?}");
         }
         // A range past the end is not cut short: the store reports it.
-        let past = reader.get_byte_ranges(vec![0..10, end - 5..end + 1]).await;
-        let err = past.expect_err("a range past the end fails, not short bytes");
-        assert!(
-            err.to_string().contains("past the end of the file"),
-            "{err}"
-        );
+        refuses_a_range_past_the_end(&mut reader, end).await;
     }
 
     #[test]
