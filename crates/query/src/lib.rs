@@ -9,6 +9,7 @@
 //! bloom filters are not read.
 
 mod footers;
+mod keyjoin;
 mod scan;
 mod shape;
 
@@ -28,6 +29,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
@@ -299,7 +301,15 @@ impl Analytics {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG, "public");
         config.options_mut().execution.parquet.bloom_filter_on_read = false;
-        Ok(SessionContext::new_with_config_rt(config, runtime))
+        // Inner joins on one text key are done by the key join (see `keyjoin`), placed once
+        // DataFusion has chosen each join's build side.
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rules(keyjoin::optimizer_rules())
+            .build();
+        Ok(SessionContext::new_with_state(state))
     }
 
     /// A catalog holding only `sources`, each as a governed scan. Every table's files are checked

@@ -1,0 +1,1309 @@
+//! The join a hub runs most, done with less memory: an inner join on one text key, such as legal
+//! entities × residents by legal representative's ID number.
+//!
+//! DataFusion's hash join holds its build side twice while it builds (the batches as they came,
+//! then one concatenated copy), chains every probe through a hash map whose control bytes,
+//! buckets, chain links and keys lie in four places, and hash-repartitions both sides of a large
+//! join first. This join keeps the build side's batches as they came, indexes them with one
+//! open-addressed table whose slots hold a byte of tag (7 bits of the key's hash), read eight at
+//! a time, beside the number of the newest row with that key (each row linked to the previous
+//! one with its key), and probes each partition of the probe side as it comes: neither side is
+//! repartitioned. A probe for an absent key mostly reads one 8-byte group of tags, from an
+//! array a sixth the size of DataFusion's map.
+//!
+//! It replaces a hash join only where it gives the same rows: an inner join with one key pair,
+//! text or bytes on both sides, no other condition, nulls never equal, no row limit. Rows come
+//! out in probe order, in the hash join's schema and with its projection. It runs after
+//! DataFusion has chosen each join's build side and before partitioning is planned, so the plan
+//! above it sees its real partitioning. The build side's memory is reserved from the query's
+//! pool; a build side larger than the pool fails the query cleanly.
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryViewArray, GenericByteArray, RecordBatch, RecordBatchOptions,
+    StringViewArray, UInt32Array,
+};
+use arrow::buffer::NullBuffer;
+use arrow::compute::{interleave, take};
+use arrow::datatypes::{BinaryType, DataType, LargeBinaryType, LargeUtf8Type, SchemaRef, Utf8Type};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{JoinSide, JoinType, NullEquality};
+use datafusion::config::ConfigOptions;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::{RecordBatchStream, TaskContext};
+use datafusion::physical_expr::equivalence::{ProjectionMapping, join_equivalence_properties};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{PhysicalExpr, PhysicalExprRef};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::joins::HashJoinExec;
+use datafusion::physical_plan::joins::utils::adjust_right_output_partitioning;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
+    SendableRecordBatchStream,
+};
+use datafusion_common_runtime::SpawnedTask;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, Stream, StreamExt};
+use std::fmt;
+use std::hash::BuildHasher;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+
+/// DataFusion's physical optimizer rules with [`KeyJoinRule`] right after join selection.
+pub(crate) fn optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = PhysicalOptimizer::new().rules;
+    let at = rules
+        .iter()
+        .position(|r| r.name() == "join_selection")
+        .map_or(0, |i| i + 1);
+    rules.insert(at, Arc::new(KeyJoinRule));
+    rules
+}
+
+/// Places the key join where a hash join gives the same rows (see the module's docs).
+#[derive(Debug, Default)]
+pub(crate) struct KeyJoinRule;
+
+impl PhysicalOptimizerRule for KeyJoinRule {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            let Some(join) = node.downcast_ref::<HashJoinExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            Ok(match KeyJoinExec::replacing(join)? {
+                Some(key_join) => Transformed::yes(Arc::new(key_join) as Arc<dyn ExecutionPlan>),
+                None => Transformed::no(node),
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "key_join"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// The types whose values the key join compares as bytes.
+fn byte_key(t: &DataType) -> Option<bool> {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(true),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => Some(false),
+        _ => None,
+    }
+}
+
+/// An inner join on one text or bytes key, built from the left child's rows (all its
+/// partitions, once) and probed by each partition of the right child.
+pub(crate) struct KeyJoinExec {
+    left: Arc<dyn ExecutionPlan>,
+    right: Arc<dyn ExecutionPlan>,
+    on: (PhysicalExprRef, PhysicalExprRef),
+    /// Left columns, then right columns.
+    join_schema: SchemaRef,
+    /// Columns of `join_schema` given out, in order; all of them when `None`.
+    projection: Option<Vec<usize>>,
+    properties: Arc<PlanProperties>,
+    /// The build side, started by the first partition executed and shared by all.
+    build: Mutex<Option<SharedBuild>>,
+}
+
+type SharedBuild = Shared<BoxFuture<'static, Result<Arc<Table>, Arc<DataFusionError>>>>;
+
+impl fmt::Debug for KeyJoinExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyJoinExec")
+            .field("on", &self.on)
+            .field("projection", &self.projection)
+            .finish()
+    }
+}
+
+impl KeyJoinExec {
+    /// The key join giving the same rows as `join`, if it has the shape the key join serves.
+    fn replacing(join: &HashJoinExec) -> Result<Option<Self>> {
+        let [(l, r)] = join.on() else {
+            return Ok(None);
+        };
+        let left_key = l.data_type(&join.left().schema())?;
+        let right_key = r.data_type(&join.right().schema())?;
+        let keys = byte_key(&left_key).is_some() && byte_key(&left_key) == byte_key(&right_key);
+        if *join.join_type() != JoinType::Inner
+            || join.filter().is_some()
+            || join.fetch().is_some()
+            || join.null_equality() != NullEquality::NullEqualsNothing
+            || join.null_aware
+            || !keys
+        {
+            return Ok(None);
+        }
+        let projection = join
+            .projection
+            .as_ref()
+            .map(|p| p.iter().copied().collect());
+        Self::try_new(
+            join.left().clone(),
+            join.right().clone(),
+            (l.clone(), r.clone()),
+            join.join_schema().clone(),
+            projection,
+        )
+        .map(Some)
+    }
+
+    fn try_new(
+        left: Arc<dyn ExecutionPlan>,
+        right: Arc<dyn ExecutionPlan>,
+        on: (PhysicalExprRef, PhysicalExprRef),
+        join_schema: SchemaRef,
+        projection: Option<Vec<usize>>,
+    ) -> Result<Self> {
+        let joined = join_equivalence_properties(
+            left.equivalence_properties().clone(),
+            right.equivalence_properties().clone(),
+            &JoinType::Inner,
+            join_schema.clone(),
+            // Probe rows come out in their order; build rows in none.
+            &[false, true],
+            Some(JoinSide::Right),
+            std::slice::from_ref(&on),
+        )?;
+        let partitioning = adjust_right_output_partitioning(
+            right.output_partitioning(),
+            left.schema().fields().len(),
+        )?;
+        // A projection keeps the probe side's partitioning under the columns' new places: a plan
+        // above may already rely on it (distribution is enforced before projections are swapped in).
+        let (equivalences, partitioning) = match &projection {
+            None => (joined, partitioning),
+            Some(p) => {
+                let mapping = ProjectionMapping::from_indices(p, &join_schema)?;
+                let schema = Arc::new(join_schema.project(p)?);
+                let partitioning = partitioning.project(&mapping, &joined);
+                (joined.project(&mapping, schema), partitioning)
+            }
+        };
+        // Rows come out as the probe side's do, once the build side is read; a build side that
+        // never ends lets none out.
+        let (emission, boundedness) = match left.boundedness().is_unbounded() {
+            true => (
+                EmissionType::Final,
+                Boundedness::Unbounded {
+                    requires_infinite_memory: true,
+                },
+            ),
+            false => (right.pipeline_behavior(), right.boundedness()),
+        };
+        let properties = PlanProperties::new(equivalences, partitioning, emission, boundedness);
+        Ok(Self {
+            left,
+            right,
+            on,
+            join_schema,
+            projection,
+            properties: Arc::new(properties),
+            build: Mutex::new(None),
+        })
+    }
+
+    /// The build side, started on first use and shared by every partition.
+    fn build(&self, context: &Arc<TaskContext>) -> SharedBuild {
+        let mut build = self.build.lock().unwrap_or_else(|e| e.into_inner());
+        build
+            .get_or_insert_with(|| {
+                let (left, key, context) = (self.left.clone(), self.on.0.clone(), context.clone());
+                async move { Table::build(left, key, context).await.map(Arc::new) }
+                    .map(|r| r.map_err(Arc::new))
+                    .boxed()
+                    .shared()
+            })
+            .clone()
+    }
+
+    /// Output columns as positions in the join schema.
+    fn output_columns(&self) -> Vec<usize> {
+        match &self.projection {
+            Some(p) => p.clone(),
+            None => (0..self.join_schema.fields().len()).collect(),
+        }
+    }
+}
+
+impl DisplayAs for KeyJoinExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "KeyJoinExec: on=[({}, {})]", self.on.0, self.on.1)?;
+        if let Some(p) = &self.projection {
+            let names: Vec<&str> = p
+                .iter()
+                .map(|&i| self.join_schema.field(i).name().as_str())
+                .collect();
+            write!(f, ", projection=[{}]", names.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for KeyJoinExec {
+    fn name(&self) -> &str {
+        "KeyJoinExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    /// Probe rows keep their order. Said only without a projection: pushing a sort through this
+    /// node takes its columns to be the build side's, then the probe side's.
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![false, self.projection.is_none()]
+    }
+
+    /// The build side is read whole, whatever its partitions: splitting it gains nothing.
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false, true]
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.left, &self.right]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        match f(&self.on.0)? {
+            TreeNodeRecursion::Stop => Ok(TreeNodeRecursion::Stop),
+            _ => f(&self.on.1),
+        }
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [left, right] = <[_; 2]>::try_from(children)
+            .map_err(|_| DataFusionError::Internal("a key join has two children".into()))?;
+        Ok(Arc::new(Self::try_new(
+            left,
+            right,
+            self.on.clone(),
+            self.join_schema.clone(),
+            self.projection.clone(),
+        )?))
+    }
+
+    /// Takes in a projection above it that only picks columns under their own names.
+    fn try_swapping_with_projection(
+        &self,
+        projection: &ProjectionExec,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let current = self.output_columns();
+        let mut picked = Vec::with_capacity(projection.expr().len());
+        for e in projection.expr() {
+            let Some(c) = e.expr.downcast_ref::<Column>() else {
+                return Ok(None);
+            };
+            let Some(&i) = current.get(c.index()) else {
+                return Ok(None);
+            };
+            if c.name() != e.alias || picked.contains(&i) {
+                return Ok(None);
+            }
+            picked.push(i);
+        }
+        let join = Self::try_new(
+            self.left.clone(),
+            self.right.clone(),
+            self.on.clone(),
+            self.join_schema.clone(),
+            Some(picked),
+        )?;
+        Ok(Some(Arc::new(join)))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let build = self.build(&context);
+        let probe = self.right.execute(partition, context.clone())?;
+        let left_columns = self.left.schema().fields().len();
+        Ok(Box::pin(ProbeStream {
+            schema: self.schema(),
+            build: Build::Waiting(build),
+            probe,
+            key: self.on.1.clone(),
+            columns: self.output_columns(),
+            left_columns,
+            batch_rows: context.session_config().batch_size().max(1),
+            pending: None,
+        }))
+    }
+}
+
+/// No row.
+const NONE: u32 = u32::MAX;
+/// Eight empty slots' tags.
+const EMPTY_GROUP: u64 = 0x8080_8080_8080_8080;
+/// Each byte's lowest bit.
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+
+/// The bytes of `group` equal to `tag` (and perhaps some just above one), as their high bits.
+fn tag_matches(group: u64, tag: u8) -> u64 {
+    let x = group ^ (u64::from(tag) * LOW_BITS);
+    x.wrapping_sub(LOW_BITS) & !x & EMPTY_GROUP
+}
+
+/// The build side: its batches as they came, and an index of their keys.
+struct Table {
+    batches: Vec<RecordBatch>,
+    rows: Rows,
+    /// Open addressing in groups of eight slots: each slot's tag (7 bits of its key's hash, or
+    /// `0x80` when empty), one byte each. A probe for an absent key mostly reads one group.
+    /// The groups are split into parts, one per core, built side by side; a key's part is
+    /// chosen by its hash, and its probe stays within it.
+    tags: Vec<u64>,
+    /// Each slot's newest row with its key.
+    ids: Vec<u32>,
+    /// Groups in a part, as a power of two.
+    group_bits: u32,
+    /// For each row, the previous row with the same key.
+    previous: Vec<AtomicU32>,
+    seed: u64,
+    _reservations: Vec<MemoryReservation>,
+}
+
+/// The build side's keys. A row is named by its batch and its place in it, packed into 32 bits
+/// (`row_bits` for the place), so finding its key takes no search.
+struct Rows {
+    keys: Vec<Keys>,
+    row_bits: u32,
+    /// Where each batch's rows begin in [`Table::previous`].
+    starts: Vec<usize>,
+}
+
+impl Rows {
+    /// Batch and place within it of row `id`.
+    fn locate(&self, id: u32) -> (usize, usize) {
+        (
+            (id >> self.row_bits) as usize,
+            (id & ((1 << self.row_bits) - 1)) as usize,
+        )
+    }
+
+    /// The key of a row in the index (never null).
+    fn key(&self, id: u32) -> &[u8] {
+        let (b, i) = self.locate(id);
+        self.keys[b].bytes(i)
+    }
+
+    fn number(&self, id: u32) -> usize {
+        let (b, i) = self.locate(id);
+        self.starts[b] + i
+    }
+}
+
+/// Rows of the batches a build side is cut into when its own batches cannot be numbered.
+const REGROUP_ROWS: usize = 1 << 15;
+/// Most rows a build side may have, so rows and slots are numbered well inside 32 bits.
+const MAX_ROWS: usize = 1 << 30;
+
+/// Reads one partition of a build side. Batches under half of `target` rows are gathered into
+/// batches of about `target`: each output batch takes its build columns from every build batch,
+/// so a filtered scan's many small batches would each cost every output batch a little.
+async fn read_partition(
+    mut stream: SendableRecordBatchStream,
+    reservation: MemoryReservation,
+    target: usize,
+) -> Result<(Vec<RecordBatch>, MemoryReservation)> {
+    let schema = stream.schema();
+    let (mut batches, mut small, mut small_rows) = (Vec::new(), Vec::new(), 0);
+    let gather = |small: &mut Vec<RecordBatch>| -> Result<RecordBatch> {
+        let held: usize = small.iter().map(|b| b.get_array_memory_size()).sum();
+        let whole = arrow::compute::concat_batches(&schema, small.iter())?;
+        reservation.try_grow(whole.get_array_memory_size())?;
+        reservation.shrink(held);
+        small.clear();
+        Ok(whole)
+    };
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        reservation.try_grow(batch.get_array_memory_size())?;
+        if batch.num_rows() >= target / 2 {
+            batches.push(batch);
+            continue;
+        }
+        small_rows += batch.num_rows();
+        small.push(batch);
+        if small_rows >= target {
+            batches.push(gather(&mut small)?);
+            small_rows = 0;
+        }
+    }
+    if !small.is_empty() {
+        batches.push(gather(&mut small)?);
+    }
+    Ok((batches, reservation))
+}
+
+impl Table {
+    /// Reads every partition of `left` (each on its own task) and indexes the rows by `key`.
+    async fn build(
+        left: Arc<dyn ExecutionPlan>,
+        key: PhysicalExprRef,
+        context: Arc<TaskContext>,
+    ) -> Result<Self> {
+        let partitions = left.output_partitioning().partition_count();
+        let target = context.session_config().batch_size().max(1);
+        let mut tasks = Vec::with_capacity(partitions);
+        for p in 0..partitions {
+            let stream = left.execute(p, context.clone())?;
+            let reservation =
+                MemoryConsumer::new(format!("KeyJoin build[{p}]")).register(context.memory_pool());
+            tasks.push(SpawnedTask::spawn(read_partition(
+                stream,
+                reservation,
+                target,
+            )));
+        }
+        let (mut batches, mut reservations) = (Vec::new(), Vec::new());
+        for task in tasks {
+            let (b, r) = task
+                .join_unwind()
+                .await
+                .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
+            batches.extend(b);
+            reservations.push(r);
+        }
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if rows > MAX_ROWS {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "a join's build side has {rows} rows, more than one join may hold"
+            )));
+        }
+        let longest = batches.iter().map(|b| b.num_rows()).max().unwrap_or(1);
+        let mut row_bits = usize::BITS - (longest - 1).leading_zeros();
+        if (batches.len() as u64) << row_bits >= u64::from(NONE) {
+            // Many short batches beside a long one: cut them anew, all alike.
+            let schema = left.schema();
+            let whole = arrow::compute::concat_batches(&schema, &batches)?;
+            batches = (0..rows)
+                .step_by(REGROUP_ROWS)
+                .map(|at| whole.slice(at, REGROUP_ROWS.min(rows - at)))
+                .collect();
+            row_bits = REGROUP_ROWS.trailing_zeros();
+        }
+        let parts = context
+            .session_config()
+            .target_partitions()
+            .clamp(1, 16)
+            .next_power_of_two();
+        let mut index = MemoryConsumer::new("KeyJoin index").register(context.memory_pool());
+        index.try_grow(rows * size_of::<u32>())?;
+        let keys = batches
+            .iter()
+            .map(|b| Keys::of(key.evaluate(b)?.into_array(b.num_rows())?))
+            .collect::<Result<Vec<_>>>()?;
+        let mut starts = Vec::with_capacity(batches.len());
+        let mut first = 0;
+        for b in &batches {
+            starts.push(first);
+            first += b.num_rows();
+        }
+        let mut table = Self {
+            batches,
+            rows: Rows {
+                keys,
+                row_bits,
+                starts,
+            },
+            tags: Vec::new(),
+            ids: Vec::new(),
+            group_bits: 0,
+            previous: (0..rows).map(|_| AtomicU32::new(NONE)).collect(),
+            seed: std::collections::hash_map::RandomState::new()
+                .hash_one(0x6b65_795f_6a6f_696e_u64),
+            _reservations: Vec::new(),
+        };
+        // Hashing and inserting millions of keys would hold a worker of the query's runtime.
+        SpawnedTask::spawn_blocking(move || {
+            table.index(parts, &mut index)?;
+            reservations.push(index);
+            table._reservations = reservations;
+            Ok(table)
+        })
+        .join_unwind()
+        .await
+        .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?
+    }
+
+    /// A hash's group (its part's first group plus its place in the part) and its tag.
+    fn home(&self, hash: u64) -> (usize, u8) {
+        let part = (hash >> 32) as usize & (self.tags.len() >> self.group_bits).wrapping_sub(1);
+        let place = hash as usize & ((1 << self.group_bits) - 1);
+        ((part << self.group_bits) | place, (hash >> 57) as u8)
+    }
+
+    /// The group after `g` in its part.
+    fn next_group(&self, g: usize) -> usize {
+        let mask = (1 << self.group_bits) - 1;
+        (g & !mask) | ((g + 1) & mask)
+    }
+
+    /// Rows of each of `parts` parts (as chosen by their keys' hashes), counted side by side.
+    fn count_parts(&self, parts: usize) -> Result<Vec<usize>> {
+        let (keys, seed) = (&self.rows.keys, self.seed);
+        let share = keys.len().div_ceil(parts).max(1);
+        std::thread::scope(|scope| {
+            let counting: Vec<_> = keys
+                .chunks(share)
+                .map(|keys| {
+                    scope.spawn(move || {
+                        let mut counts = vec![0usize; parts];
+                        for k in keys {
+                            for i in 0..k.len() {
+                                if let Some(key) = k.value(i) {
+                                    counts[(hash(seed, key) >> 32) as usize & (parts - 1)] += 1;
+                                }
+                            }
+                        }
+                        counts
+                    })
+                })
+                .collect();
+            let mut counts = vec![0usize; parts];
+            for c in counting {
+                let c = c.join().map_err(|_| {
+                    DataFusionError::Internal("a key join's counting thread panicked".into())
+                })?;
+                counts.iter_mut().zip(c).for_each(|(n, m)| *n += m);
+            }
+            Ok(counts)
+        })
+    }
+
+    /// Indexes every row, each part on its own thread. Every part is sized for the rows that
+    /// fall in it, at most three quarters full: each keeps an empty slot, so every probe and
+    /// every insert ends, however unevenly the keys fall.
+    fn index(&mut self, parts: usize, reservation: &mut MemoryReservation) -> Result<()> {
+        let most = self.count_parts(parts)?.into_iter().max().unwrap_or(0);
+        let part_groups = ((most + most / 3 + 1).next_power_of_two() / 8).max(1);
+        reservation.try_grow(parts * part_groups * 8 * (1 + size_of::<u32>()))?;
+        self.tags = vec![EMPTY_GROUP; parts * part_groups];
+        self.ids = vec![NONE; parts * part_groups * 8];
+        self.group_bits = part_groups.trailing_zeros();
+        let (rows, previous, seed) = (&self.rows, &self.previous, self.seed);
+        let homes = |hash: u64| {
+            let part = (hash >> 32) as usize & (parts - 1);
+            (part, hash as usize & (part_groups - 1), (hash >> 57) as u8)
+        };
+        std::thread::scope(|scope| {
+            let tags = self.tags.chunks_mut(part_groups);
+            let ids = self.ids.chunks_mut(part_groups * 8);
+            for (p, (tags, ids)) in tags.zip(ids).enumerate() {
+                let homes = &homes;
+                scope.spawn(move || {
+                    let mut part = Part { tags, ids };
+                    let mut chunk = Vec::with_capacity(CHUNK);
+                    for (b, keys) in rows.keys.iter().enumerate() {
+                        for start in (0..keys.len()).step_by(CHUNK) {
+                            let end = (start + CHUNK).min(keys.len());
+                            chunk.clear();
+                            chunk.extend((start..end).filter_map(|i| {
+                                let (q, g, tag) = homes(hash(seed, keys.value(i)?));
+                                (q == p).then_some((i, g, tag))
+                            }));
+                            // Bring the chunk's groups in together (see `matches`); the inserts
+                            // then find them cached.
+                            let touched = chunk.iter().fold(0, |t, &(_, g, _)| {
+                                t ^ part.tags[g] ^ u64::from(part.ids[g * 8])
+                            });
+                            std::hint::black_box(touched);
+                            for &(i, g, tag) in &chunk {
+                                let id = ((b as u32) << rows.row_bits) | i as u32;
+                                part.insert(rows, previous, g, tag, id);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Ok(())
+    }
+
+    /// The row before `id` with its key, or [`NONE`].
+    fn previous(&self, id: u32) -> u32 {
+        self.previous[self.rows.number(id)].load(Ordering::Relaxed)
+    }
+
+    /// Each non-null row of `keys` with the newest build row of its key, in row order.
+    ///
+    /// The work is done in steps over chunks of rows, each step a short loop: hash the keys,
+    /// read each row's first group of tags, look for the tag in it, then read the candidates'
+    /// rows and keys. A random read from memory takes far longer than the work around it, and
+    /// a short loop lets the processor have many reads under way at once, where a loop doing
+    /// all the work for one row waits on each in turn.
+    fn matches(&self, keys: &Keys) -> Vec<(u32, u32)> {
+        let nulls = keys.nulls().filter(|n| n.null_count() > 0);
+        let mut candidates = Vec::with_capacity(keys.len() / 4);
+        let (mut homes, mut groups) = (Vec::with_capacity(CHUNK), Vec::with_capacity(CHUNK));
+        for start in (0..keys.len()).step_by(CHUNK) {
+            let end = (start + CHUNK).min(keys.len());
+            homes.clear();
+            // A null matches nothing: its row gets the first group and is passed over below.
+            homes.extend((start..end).map(|row| match keys.value(row) {
+                Some(key) => self.home(hash(self.seed, key)),
+                None => (0, 0),
+            }));
+            groups.clear();
+            groups.extend(homes.iter().map(|&(g, _)| self.tags[g]));
+            for ((row, &(mut g, tag)), &first) in (start..end).zip(&homes).zip(&groups) {
+                if nulls.is_some_and(|n| n.is_null(row)) {
+                    continue;
+                }
+                let mut group = first;
+                loop {
+                    let mut matches = tag_matches(group, tag);
+                    while matches != 0 {
+                        let slot = g * 8 + (matches.trailing_zeros() / 8) as usize;
+                        matches &= matches - 1;
+                        candidates.push((row as u32, slot as u32));
+                    }
+                    if group & EMPTY_GROUP != 0 {
+                        break;
+                    }
+                    g = self.next_group(g);
+                    group = self.tags[g];
+                }
+            }
+        }
+        for c in &mut candidates {
+            c.1 = self.ids[c.1 as usize];
+        }
+        let touched = candidates.iter().fold(0u8, |t, &(_, id)| {
+            t ^ self.rows.key(id).first().copied().unwrap_or_default()
+        });
+        std::hint::black_box(touched);
+        candidates.retain(|&(row, id)| same(self.rows.key(id), keys.bytes(row as usize)));
+        candidates
+    }
+}
+
+/// One part of a table's groups, being built.
+struct Part<'a> {
+    tags: &'a mut [u64],
+    ids: &'a mut [u32],
+}
+
+impl Part<'_> {
+    /// Puts row `id` in the index, from the part's group `g`.
+    fn insert(&mut self, rows: &Rows, previous: &[AtomicU32], mut g: usize, tag: u8, id: u32) {
+        let key = rows.key(id);
+        loop {
+            let group = self.tags[g];
+            let mut matches = tag_matches(group, tag);
+            while matches != 0 {
+                let slot = g * 8 + (matches.trailing_zeros() / 8) as usize;
+                matches &= matches - 1;
+                if same(rows.key(self.ids[slot]), key) {
+                    previous[rows.number(id)].store(self.ids[slot], Ordering::Relaxed);
+                    self.ids[slot] = id;
+                    return;
+                }
+            }
+            let empty = group & EMPTY_GROUP;
+            if empty != 0 {
+                let byte = empty.trailing_zeros() / 8;
+                self.tags[g] = group & !(0xff << (byte * 8)) | u64::from(tag) << (byte * 8);
+                self.ids[g * 8 + byte as usize] = id;
+                return;
+            }
+            g = (g + 1) % self.tags.len();
+        }
+    }
+}
+
+/// Whether two keys are equal, compared eight bytes at a time.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or_default());
+    (&mut x).zip(&mut y).all(|(p, q)| word(p) == word(q))
+        && x.remainder().iter().zip(y.remainder()).all(|(p, q)| p == q)
+}
+
+/// Rows handled at a time by each step of building and probing.
+const CHUNK: usize = 512;
+
+/// A key column, for reading its values as bytes.
+enum Keys {
+    Utf8(GenericByteArray<Utf8Type>),
+    LargeUtf8(GenericByteArray<LargeUtf8Type>),
+    Utf8View(StringViewArray),
+    Binary(GenericByteArray<BinaryType>),
+    LargeBinary(GenericByteArray<LargeBinaryType>),
+    BinaryView(BinaryViewArray),
+}
+
+impl Keys {
+    fn of(array: ArrayRef) -> Result<Self> {
+        Ok(match array.data_type() {
+            DataType::Utf8 => Self::Utf8(array.as_string::<i32>().clone()),
+            DataType::LargeUtf8 => Self::LargeUtf8(array.as_string::<i64>().clone()),
+            DataType::Utf8View => Self::Utf8View(array.as_string_view().clone()),
+            DataType::Binary => Self::Binary(array.as_binary::<i32>().clone()),
+            DataType::LargeBinary => Self::LargeBinary(array.as_binary::<i64>().clone()),
+            DataType::BinaryView => Self::BinaryView(array.as_binary_view().clone()),
+            other => {
+                return Err(DataFusionError::Internal(format!(
+                    "a key join cannot compare keys of type {other}"
+                )));
+            }
+        })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Utf8(a) => a.len(),
+            Self::LargeUtf8(a) => a.len(),
+            Self::Utf8View(a) => a.len(),
+            Self::Binary(a) => a.len(),
+            Self::LargeBinary(a) => a.len(),
+            Self::BinaryView(a) => a.len(),
+        }
+    }
+
+    fn nulls(&self) -> Option<&NullBuffer> {
+        match self {
+            Self::Utf8(a) => a.nulls(),
+            Self::LargeUtf8(a) => a.nulls(),
+            Self::Utf8View(a) => a.nulls(),
+            Self::Binary(a) => a.nulls(),
+            Self::LargeBinary(a) => a.nulls(),
+            Self::BinaryView(a) => a.nulls(),
+        }
+    }
+
+    /// The value at `i` as bytes; `None` for a null, which matches nothing.
+    fn value(&self, i: usize) -> Option<&[u8]> {
+        match self.nulls() {
+            Some(n) if n.is_null(i) => None,
+            _ => Some(self.bytes(i)),
+        }
+    }
+
+    /// The bytes at `i`, whether or not it is null.
+    fn bytes(&self, i: usize) -> &[u8] {
+        match self {
+            Self::Utf8(a) => a.value(i).as_bytes(),
+            Self::LargeUtf8(a) => a.value(i).as_bytes(),
+            Self::Utf8View(a) => a.value(i).as_bytes(),
+            Self::Binary(a) => a.value(i),
+            Self::LargeBinary(a) => a.value(i),
+            Self::BinaryView(a) => a.value(i),
+        }
+    }
+}
+
+/// The high and low halves of a 128-bit product, folded.
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// A 64-bit hash of `key`, keyed by `seed` (a fresh one each join, so no table's data can be
+/// chosen to collide).
+fn hash(seed: u64, key: &[u8]) -> u64 {
+    const K: [u64; 3] = [
+        0x9e37_79b9_7f4a_7c15,
+        0xbf58_476d_1ce4_e5b9,
+        0x94d0_49bb_1331_11eb,
+    ];
+    let mut h = seed ^ (key.len() as u64).wrapping_mul(K[0]);
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let word = u64::from_le_bytes(c.try_into().unwrap_or_default());
+        h = fold(h ^ word, K[1]);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        h = fold(h ^ u64::from_le_bytes(last), K[1]);
+    }
+    fold(h ^ K[2], K[2] ^ seed)
+}
+
+enum Build {
+    Waiting(SharedBuild),
+    Ready(Arc<Table>),
+}
+
+/// A probe batch being matched, and how far.
+struct Pending {
+    batch: RecordBatch,
+    /// Its matched rows, each with the newest build row of its key.
+    matched: Vec<(u32, u32)>,
+    /// The next of `matched` to give out.
+    at: usize,
+    /// The next build row for `matched[at]`, or [`NONE`] to begin with its newest.
+    next: u32,
+}
+
+/// One partition of the probe side, matched against the shared build side.
+struct ProbeStream {
+    schema: SchemaRef,
+    build: Build,
+    probe: SendableRecordBatchStream,
+    key: PhysicalExprRef,
+    columns: Vec<usize>,
+    left_columns: usize,
+    batch_rows: usize,
+    pending: Option<Pending>,
+}
+
+impl ProbeStream {
+    fn pending(&self, batch: RecordBatch, table: &Table) -> Result<Pending> {
+        let keys = Keys::of(self.key.evaluate(&batch)?.into_array(batch.num_rows())?)?;
+        Ok(Pending {
+            matched: table.matches(&keys),
+            batch,
+            at: 0,
+            next: NONE,
+        })
+    }
+
+    /// Up to one output batch of `p`'s matches; `None` when it has no more.
+    fn output(&self, p: &mut Pending, table: &Table) -> Result<Option<RecordBatch>> {
+        let (mut build, mut probe) = (Vec::new(), Vec::new());
+        let build_columns = self.columns.iter().any(|&c| c < self.left_columns);
+        while p.at < p.matched.len() && probe.len() < self.batch_rows {
+            let (row, newest) = p.matched[p.at];
+            let id = if p.next == NONE { newest } else { p.next };
+            if build_columns {
+                build.push(table.rows.locate(id));
+            }
+            probe.push(row);
+            p.next = table.previous(id);
+            if p.next == NONE {
+                p.at += 1;
+            }
+        }
+        if probe.is_empty() {
+            return Ok(None);
+        }
+        let probe = UInt32Array::from(probe);
+        let mut columns = Vec::with_capacity(self.columns.len());
+        for &c in &self.columns {
+            let column = match c.checked_sub(self.left_columns) {
+                Some(r) => take(p.batch.column(r), &probe, None)?,
+                None => {
+                    let sources: Vec<&dyn Array> =
+                        table.batches.iter().map(|b| b.column(c).as_ref()).collect();
+                    interleave(&sources, &build)?
+                }
+            };
+            columns.push(column);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(probe.len()));
+        Ok(Some(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &options,
+        )?))
+    }
+}
+
+impl Stream for ProbeStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let table = match &mut this.build {
+            Build::Ready(table) => table.clone(),
+            Build::Waiting(build) => match ready!(build.poll_unpin(cx)) {
+                Ok(table) => {
+                    this.build = Build::Ready(table.clone());
+                    table
+                }
+                Err(e) => return Poll::Ready(Some(Err(DataFusionError::Shared(e)))),
+            },
+        };
+        if table.previous.is_empty() {
+            return Poll::Ready(None);
+        }
+        loop {
+            if let Some(mut p) = this.pending.take() {
+                match this.output(&mut p, &table) {
+                    Ok(Some(batch)) => {
+                        this.pending = Some(p);
+                        return Poll::Ready(Some(Ok(batch)));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                }
+            }
+            match ready!(this.probe.poll_next_unpin(cx)) {
+                None => return Poll::Ready(None),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Some(Ok(batch)) => match this.pending(batch, &table) {
+                    Ok(p) => this.pending = Some(p),
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                },
+            }
+        }
+    }
+}
+
+impl RecordBatchStream for ProbeStream {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use arrow::util::display::array_value_to_string;
+    use datafusion::datasource::MemTable;
+    use datafusion::execution::memory_pool::FairSpillPool;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use datafusion::execution::session_state::SessionStateBuilder;
+    use datafusion::physical_plan::displayable;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    /// A small generator, so each case's data are the same on every run.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// A key from a domain of `domain` values: short ones, ones longer than a view holds, the
+    /// empty string, and nulls.
+    fn key(rng: &mut Lcg, domain: u64) -> Option<String> {
+        match rng.below(domain + 2) {
+            0 => None,
+            1 => Some(String::new()),
+            k if k % 3 == 0 => Some(format!("44060519{k:010}")),
+            k => Some(format!("k{k}")),
+        }
+    }
+
+    /// `partitions` partitions of `batches` batches of up to `rows` rows: (k, `value`).
+    fn table(
+        rng: &mut Lcg,
+        value: &str,
+        view: bool,
+        domain: u64,
+        (partitions, batches, rows): (usize, usize, usize),
+    ) -> MemTable {
+        let key_type = if view {
+            DataType::Utf8View
+        } else {
+            DataType::Utf8
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", key_type.clone(), true),
+            Field::new(value, DataType::Int64, false),
+        ]));
+        let mut n = 0i64;
+        let data = (0..partitions)
+            .map(|_| {
+                (0..batches)
+                    .map(|_| {
+                        let len = 1 + rng.below(rows as u64) as usize;
+                        let keys: StringArray = (0..len).map(|_| key(rng, domain)).collect();
+                        let keys = arrow::compute::cast(&keys, &key_type).expect("cast");
+                        let values: Int64Array = (0..len as i64).map(|i| n + i).collect();
+                        n += len as i64;
+                        RecordBatch::try_new(schema.clone(), vec![keys, Arc::new(values)])
+                            .expect("batch")
+                    })
+                    .collect()
+            })
+            .collect();
+        MemTable::try_new(schema, data).expect("table")
+    }
+
+    fn config() -> SessionConfig {
+        SessionConfig::new()
+            .with_target_partitions(3)
+            .with_batch_size(16)
+    }
+
+    fn context(key_join: bool, pool: Option<usize>) -> SessionContext {
+        context_with(config(), key_join, pool)
+    }
+
+    fn context_with(config: SessionConfig, key_join: bool, pool: Option<usize>) -> SessionContext {
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(bytes) = pool {
+            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
+        }
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime.build_arc().expect("runtime"))
+            .with_default_features();
+        if key_join {
+            state = state.with_physical_optimizer_rules(optimizer_rules());
+        }
+        SessionContext::new_with_state(state.build())
+    }
+
+    /// The plan's text, and its rows as text, sorted.
+    async fn run(ctx: &SessionContext, sql: &str) -> Result<(String, Vec<String>)> {
+        let plan = ctx.sql(sql).await?.create_physical_plan().await?;
+        let text = displayable(plan.as_ref()).indent(true).to_string();
+        let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
+        let mut rows = Vec::new();
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                let row: Vec<String> = b
+                    .columns()
+                    .iter()
+                    .map(|c| array_value_to_string(c, r).expect("value"))
+                    .collect();
+                rows.push(row.join("|"));
+            }
+        }
+        rows.sort();
+        Ok((text, rows))
+    }
+
+    fn register(
+        ctx: &SessionContext,
+        seed: u64,
+        view: [bool; 2],
+        domain: u64,
+        shape: [(usize, usize, usize); 2],
+    ) {
+        let mut rng = Lcg(seed);
+        let l = table(&mut rng, "v", view[0], domain, shape[0]);
+        let r = table(&mut rng, "w", view[1], domain, shape[1]);
+        ctx.register_table("l", Arc::new(l)).expect("l");
+        ctx.register_table("r", Arc::new(r)).expect("r");
+    }
+
+    const QUERIES: [&str; 5] = [
+        "SELECT l.k, l.v, r.k, r.w FROM l JOIN r ON l.k = r.k",
+        "SELECT r.w FROM l JOIN r ON l.k = r.k",
+        "SELECT r.k, count(*), sum(l.v) FROM l JOIN r ON r.k = l.k GROUP BY r.k",
+        "SELECT l.v AS a, r.w AS b FROM l JOIN r USING (k) WHERE r.w % 2 = 0",
+        // The probe side comes hash-partitioned by the key, which the grouping above relies on
+        // after the join takes in a projection.
+        "SELECT x.k, count(*), max(x.m) FROM l JOIN (SELECT k, max(w) AS m FROM r GROUP BY k) x \
+         ON l.k = x.k GROUP BY x.k",
+    ];
+
+    /// Same rows as DataFusion's hash join, over keys repeated on both sides (so a probe row
+    /// matches several build rows and an output batch is cut mid-row), nulls, empty strings,
+    /// plain strings and views, several partitions on each side, either side larger.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gives_the_hash_joins_rows() {
+        let cases = [
+            (1, [false, false], 20, [(2, 3, 40), (3, 4, 50)]),
+            (2, [true, false], 60, [(1, 5, 30), (2, 2, 60)]),
+            (3, [false, true], 5, [(3, 2, 20), (1, 6, 40)]),
+            (4, [true, true], 400, [(2, 8, 60), (2, 1, 5)]),
+        ];
+        let mut matched = 0;
+        for (seed, view, domain, shape) in cases {
+            let (key_join, hash_join) = (context(true, None), context(false, None));
+            register(&key_join, seed, view, domain, shape);
+            register(&hash_join, seed, view, domain, shape);
+            for sql in QUERIES {
+                let (plan, rows) = run(&key_join, sql).await.expect("key join");
+                let (reference_plan, reference) = run(&hash_join, sql).await.expect("hash join");
+                assert!(plan.contains("KeyJoinExec"), "{sql}:\n{plan}");
+                assert!(!plan.contains("HashJoinExec"), "{sql}:\n{plan}");
+                assert!(reference_plan.contains("HashJoinExec"), "{reference_plan}");
+                assert_eq!(rows, reference, "seed {seed}: {sql}\n{plan}");
+                matched += rows.len();
+            }
+        }
+        assert!(matched > 1000, "the cases match rows: {matched}");
+    }
+
+    /// Joins of other shapes are left to DataFusion's hash join, and still answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn leaves_other_joins_to_the_hash_join() {
+        let ctx = context(true, None);
+        register(&ctx, 5, [false, false], 20, [(2, 3, 30), (2, 3, 30)]);
+        for sql in [
+            "SELECT l.v, r.w FROM l LEFT JOIN r ON l.k = r.k",
+            "SELECT l.v, r.w FROM l JOIN r ON l.k = r.k AND l.v = r.w",
+            "SELECT l.v, r.w FROM l JOIN r ON l.k = r.k AND l.v < r.w",
+            "SELECT l.v, r.w FROM l JOIN r ON l.v = r.w",
+        ] {
+            let (plan, _) = run(&ctx, sql).await.expect(sql);
+            assert!(plan.contains("HashJoinExec"), "{sql}:\n{plan}");
+            assert!(!plan.contains("KeyJoinExec"), "{sql}:\n{plan}");
+        }
+    }
+
+    /// The probe side keeps its partitions: no repartitioning is planned under the key join.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn repartitions_neither_side() {
+        let ctx = context(true, None);
+        register(&ctx, 6, [false, false], 20, [(3, 3, 30), (3, 3, 30)]);
+        let (plan, _) = run(&ctx, QUERIES[0]).await.expect("join");
+        let join = plan
+            .lines()
+            .position(|l| l.contains("KeyJoinExec"))
+            .expect("key join");
+        let below = plan.lines().skip(join + 1).collect::<Vec<_>>().join("\n");
+        assert!(!below.contains("RepartitionExec"), "{plan}");
+    }
+
+    /// An empty build side, or one whose keys are all null, matches nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_empty_or_null_build_side_matches_nothing() {
+        let ctx = context(true, None);
+        register(&ctx, 7, [false, false], 20, [(2, 3, 30), (2, 3, 30)]);
+        for sql in [
+            "SELECT r.w FROM (SELECT * FROM l WHERE v < 0) e JOIN r ON e.k = r.k",
+            "SELECT r.w FROM (SELECT * FROM l WHERE k IS NULL) e JOIN r ON e.k = r.k",
+        ] {
+            let (plan, rows) = run(&ctx, sql).await.expect(sql);
+            assert!(plan.contains("KeyJoinExec"), "{plan}");
+            assert!(rows.is_empty(), "{sql}: {rows:?}");
+        }
+    }
+
+    /// Runs `f` on a runtime of its own, failing if it has not finished in a minute: a probe
+    /// or insert that found no empty slot would spin for good.
+    fn within_a_minute<T: Send + 'static>(
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let _ = tx.send(runtime.block_on(f));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("finished within a minute")
+    }
+
+    /// A one-column table `k` of the keys `44060519{i:010}` for `i` in `ids`, in one batch.
+    fn id_table(ids: impl Iterator<Item = usize>) -> Arc<MemTable> {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, true)]));
+        let keys: StringArray = ids.map(|i| Some(format!("44060519{i:010}"))).collect();
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(keys)]).expect("batch");
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("table"))
+    }
+
+    /// The rows of `l JOIN r ON l.k = r.k`, counted, through the key join.
+    async fn count_joined(
+        partitions: usize,
+        build: Arc<MemTable>,
+        probe: Arc<MemTable>,
+    ) -> Result<Vec<String>> {
+        let config = config().with_target_partitions(partitions);
+        let ctx = context_with(config, true, None);
+        ctx.register_table("l", build)?;
+        ctx.register_table("r", probe)?;
+        let (plan, rows) = run(&ctx, "SELECT count(*) FROM l JOIN r ON l.k = r.k").await?;
+        assert!(plan.contains("KeyJoinExec"), "{plan}");
+        Ok(rows)
+    }
+
+    /// A build side filling its index to the most it may (three quarters: 1,536 keys in one
+    /// part of 2,048 slots), so probes for absent keys run on past full groups and wrap around.
+    #[test]
+    fn a_full_index_still_finds_every_key() {
+        let rows = within_a_minute(count_joined(
+            1,
+            id_table(0..1_536),
+            id_table((0..6_000).map(|i| i * 7 % 6_000)),
+        ))
+        .expect("join");
+        assert_eq!(rows, ["1536"]);
+    }
+
+    /// Small build sides of distinct keys over many parts: keys fall unevenly among the parts,
+    /// and each part still keeps an empty slot. (Sized as a whole, such a table left some part
+    /// full most of the time, and a probe or insert there never ended.)
+    #[test]
+    fn small_build_sides_over_many_parts_find_every_key() {
+        for (partitions, keys) in [(16, 90), (16, 190), (8, 40), (2, 11), (16, 1), (4, 0)] {
+            let rows = within_a_minute(count_joined(
+                partitions,
+                id_table(0..keys),
+                id_table(0..400),
+            ))
+            .expect("join");
+            assert_eq!(
+                rows,
+                [keys.to_string()],
+                "{keys} keys in {partitions} parts"
+            );
+        }
+    }
+
+    /// A build side larger than the query's pool fails the query as out of memory.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_build_side_over_the_pool_fails_cleanly() {
+        let ctx = context(true, Some(64 << 10));
+        register(&ctx, 8, [false, false], 5_000, [(2, 40, 500), (2, 4, 500)]);
+        let e = run(&ctx, QUERIES[1]).await.expect_err("over the pool");
+        assert!(
+            matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)),
+            "{e}"
+        );
+        assert!(e.to_string().contains("KeyJoin"), "the join ran out: {e}");
+    }
+
+    /// Equal keys hash alike under one seed; the hash spreads keys that differ in one byte.
+    #[test]
+    fn hash_is_keyed_and_spreads_near_keys() {
+        let a = hash(1, b"440605199001011234");
+        assert_eq!(a, hash(1, b"440605199001011234"));
+        assert_ne!(a, hash(2, b"440605199001011234"));
+        let mut low = std::collections::HashSet::new();
+        let mut high = std::collections::HashSet::new();
+        for i in 0..10_000u32 {
+            let h = hash(9, format!("44060519900101{i:04}").as_bytes());
+            low.insert(h & 0xffff);
+            high.insert(h >> 48);
+        }
+        // 10,000 draws from 65,536 values leave about 9,280 distinct.
+        assert!(
+            low.len() > 9_000 && high.len() > 9_000,
+            "{} {}",
+            low.len(),
+            high.len()
+        );
+        assert_ne!(hash(3, b""), hash(3, b"\0"));
+    }
+}
