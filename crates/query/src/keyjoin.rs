@@ -19,12 +19,11 @@
 //! pool; a build side larger than the pool fails the query cleanly.
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryViewArray, GenericByteArray, RecordBatch, RecordBatchOptions,
-    StringViewArray, UInt32Array,
+    Array, ArrayRef, AsArray, BinaryArray, BinaryViewArray, GenericBinaryArray, LargeBinaryArray,
+    OffsetSizeTrait, RecordBatch, RecordBatchOptions, UInt32Array,
 };
-use arrow::buffer::NullBuffer;
 use arrow::compute::{interleave, take};
-use arrow::datatypes::{BinaryType, DataType, LargeBinaryType, LargeUtf8Type, SchemaRef, Utf8Type};
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{JoinSide, JoinType, NullEquality};
 use datafusion::config::ConfigOptions;
@@ -660,6 +659,15 @@ impl Table {
     /// a short loop lets the processor have many reads under way at once, where a loop doing
     /// all the work for one row waits on each in turn.
     fn matches(&self, keys: &Keys) -> Vec<(u32, u32)> {
+        match keys {
+            Keys::Binary(a) => self.matches_in(a),
+            Keys::LargeBinary(a) => self.matches_in(a),
+            Keys::View(a) => self.matches_in(a),
+        }
+    }
+
+    /// [`Self::matches`] for one type of key column, so the loops read its values directly.
+    fn matches_in(&self, keys: &impl KeyColumn) -> Vec<(u32, u32)> {
         let nulls = keys.nulls().filter(|n| n.null_count() > 0);
         let mut candidates = Vec::with_capacity(keys.len() / 4);
         let (mut homes, mut groups) = (Vec::with_capacity(CHUNK), Vec::with_capacity(CHUNK));
@@ -667,10 +675,12 @@ impl Table {
             let end = (start + CHUNK).min(keys.len());
             homes.clear();
             // A null matches nothing: its row gets the first group and is passed over below.
-            homes.extend((start..end).map(|row| match keys.value(row) {
-                Some(key) => self.home(hash(self.seed, key)),
-                None => (0, 0),
-            }));
+            homes.extend(
+                (start..end).map(|row| match nulls.is_some_and(|n| n.is_null(row)) {
+                    true => (0, 0),
+                    false => self.home(hash(self.seed, keys.bytes(row))),
+                }),
+            );
             groups.clear();
             groups.extend(homes.iter().map(|&(g, _)| self.tags[g]));
             for ((row, &(mut g, tag)), &first) in (start..end).zip(&homes).zip(&groups) {
@@ -753,25 +763,42 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// Rows handled at a time by each step of building and probing.
 const CHUNK: usize = 512;
 
-/// A key column, for reading its values as bytes.
+/// A key column's values as bytes, read with no check of the column's type per value.
+trait KeyColumn: Array {
+    /// The bytes at `i`, whether or not it is null.
+    fn bytes(&self, i: usize) -> &[u8];
+}
+
+impl<O: OffsetSizeTrait> KeyColumn for GenericBinaryArray<O> {
+    #[inline]
+    fn bytes(&self, i: usize) -> &[u8] {
+        self.value(i)
+    }
+}
+
+impl KeyColumn for BinaryViewArray {
+    #[inline]
+    fn bytes(&self, i: usize) -> &[u8] {
+        self.value(i)
+    }
+}
+
+/// A key column, text taken as its bytes (its buffers shared, not copied).
 enum Keys {
-    Utf8(GenericByteArray<Utf8Type>),
-    LargeUtf8(GenericByteArray<LargeUtf8Type>),
-    Utf8View(StringViewArray),
-    Binary(GenericByteArray<BinaryType>),
-    LargeBinary(GenericByteArray<LargeBinaryType>),
-    BinaryView(BinaryViewArray),
+    Binary(BinaryArray),
+    LargeBinary(LargeBinaryArray),
+    View(BinaryViewArray),
 }
 
 impl Keys {
     fn of(array: ArrayRef) -> Result<Self> {
         Ok(match array.data_type() {
-            DataType::Utf8 => Self::Utf8(array.as_string::<i32>().clone()),
-            DataType::LargeUtf8 => Self::LargeUtf8(array.as_string::<i64>().clone()),
-            DataType::Utf8View => Self::Utf8View(array.as_string_view().clone()),
+            DataType::Utf8 => Self::Binary(array.as_string::<i32>().clone().into()),
+            DataType::LargeUtf8 => Self::LargeBinary(array.as_string::<i64>().clone().into()),
+            DataType::Utf8View => Self::View(array.as_string_view().clone().to_binary_view()),
             DataType::Binary => Self::Binary(array.as_binary::<i32>().clone()),
             DataType::LargeBinary => Self::LargeBinary(array.as_binary::<i64>().clone()),
-            DataType::BinaryView => Self::BinaryView(array.as_binary_view().clone()),
+            DataType::BinaryView => Self::View(array.as_binary_view().clone()),
             other => {
                 return Err(DataFusionError::Internal(format!(
                     "a key join cannot compare keys of type {other}"
@@ -780,45 +807,34 @@ impl Keys {
         })
     }
 
-    fn len(&self) -> usize {
+    fn column(&self) -> &dyn Array {
         match self {
-            Self::Utf8(a) => a.len(),
-            Self::LargeUtf8(a) => a.len(),
-            Self::Utf8View(a) => a.len(),
-            Self::Binary(a) => a.len(),
-            Self::LargeBinary(a) => a.len(),
-            Self::BinaryView(a) => a.len(),
+            Self::Binary(a) => a,
+            Self::LargeBinary(a) => a,
+            Self::View(a) => a,
         }
     }
 
-    fn nulls(&self) -> Option<&NullBuffer> {
-        match self {
-            Self::Utf8(a) => a.nulls(),
-            Self::LargeUtf8(a) => a.nulls(),
-            Self::Utf8View(a) => a.nulls(),
-            Self::Binary(a) => a.nulls(),
-            Self::LargeBinary(a) => a.nulls(),
-            Self::BinaryView(a) => a.nulls(),
-        }
+    fn len(&self) -> usize {
+        self.column().len()
     }
 
     /// The value at `i` as bytes; `None` for a null, which matches nothing.
+    #[inline]
     fn value(&self, i: usize) -> Option<&[u8]> {
-        match self.nulls() {
-            Some(n) if n.is_null(i) => None,
-            _ => Some(self.bytes(i)),
+        match self.column().is_null(i) {
+            true => None,
+            false => Some(self.bytes(i)),
         }
     }
 
     /// The bytes at `i`, whether or not it is null.
+    #[inline]
     fn bytes(&self, i: usize) -> &[u8] {
         match self {
-            Self::Utf8(a) => a.value(i).as_bytes(),
-            Self::LargeUtf8(a) => a.value(i).as_bytes(),
-            Self::Utf8View(a) => a.value(i).as_bytes(),
             Self::Binary(a) => a.value(i),
             Self::LargeBinary(a) => a.value(i),
-            Self::BinaryView(a) => a.value(i),
+            Self::View(a) => a.value(i),
         }
     }
 }
@@ -837,17 +853,25 @@ fn hash(seed: u64, key: &[u8]) -> u64 {
         0xbf58_476d_1ce4_e5b9,
         0x94d0_49bb_1331_11eb,
     ];
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or_default());
     let mut h = seed ^ (key.len() as u64).wrapping_mul(K[0]);
     let mut chunks = key.chunks_exact(8);
     for c in &mut chunks {
-        let word = u64::from_le_bytes(c.try_into().unwrap_or_default());
-        h = fold(h ^ word, K[1]);
+        h = fold(h ^ word(c), K[1]);
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut last = [0u8; 8];
-        last[..rest.len()].copy_from_slice(rest);
-        h = fold(h ^ u64::from_le_bytes(last), K[1]);
+        // The last eight bytes, overlapping the word before: keys of one length (which the
+        // hash already holds) have their bytes in the same places.
+        let last = match key.len() >= 8 {
+            true => word(&key[key.len() - 8..]),
+            false => {
+                let mut last = [0u8; 8];
+                last[..rest.len()].copy_from_slice(rest);
+                u64::from_le_bytes(last)
+            }
+        };
+        h = fold(h ^ last, K[1]);
     }
     fold(h ^ K[2], K[2] ^ seed)
 }
