@@ -4,9 +4,10 @@
 //! governed scan (row filter on raw values, then granted columns, masked; see `scan`). The query
 //! is planned with DDL, DML and statements switched off, its plan is checked (queries only;
 //! aggregate grants only through aggregations whose small groups are dropped; see `shape`), and it
-//! runs with its own bounded memory pool that spills sorts and joins and fails cleanly beyond its
-//! limit. Parquet footers are the engine's, shared rather than read again (see `footers`);
-//! bloom filters are not read.
+//! runs with its own bounded memory pool that spills sorts and fails cleanly beyond its limit.
+//! Inner joins on one text key run as the key join (see `keyjoin`), whose build side is held once
+//! and reserved from that pool. Parquet footers are the engine's, shared rather than read again
+//! (see `footers`); bloom filters are not read.
 
 mod footers;
 mod keyjoin;
