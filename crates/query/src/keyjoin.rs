@@ -4,11 +4,11 @@
 //! DataFusion's hash join holds its build side twice while it builds (the batches as they came,
 //! then one concatenated copy), chains every probe through a hash map whose control bytes,
 //! buckets, chain links and keys lie in four places, and hash-repartitions both sides of a large
-//! join first. This join keeps the build side's batches as they came, indexes them with one
-//! open-addressed table whose slots hold a byte of tag (7 bits of the key's hash), read eight at
-//! a time, beside the number of the newest row with that key (each row linked to the previous
-//! one with its key), and probes each partition of the probe side as it comes: neither side is
-//! repartitioned. A probe for an absent key mostly reads one 8-byte group of tags, from an
+//! join first. This join keeps the build side's batches as they came (small ones gathered into
+//! full ones), indexes them with one open-addressed table whose slots hold a byte of tag (7 bits
+//! of the key's hash), read eight at a time, beside the number of the newest row with that key
+//! (each row linked to the previous one with its key), and probes each partition of the probe
+//! side as it comes: neither side is repartitioned. A probe for an absent key mostly reads one 8-byte group of tags, from an
 //! array a sixth the size of DataFusion's map.
 //!
 //! It replaces a hash join only where it gives the same rows: an inner join with one key pair,
