@@ -5,11 +5,12 @@
 //! then one concatenated copy), chains every probe through a hash map whose control bytes,
 //! buckets, chain links and keys lie in four places, and hash-repartitions both sides of a large
 //! join first. This join keeps the build side's batches as they came (small ones gathered into
-//! full ones), indexes them with one open-addressed table whose slots hold a byte of tag (7 bits
-//! of the key's hash), read eight at a time, beside the number of the newest row with that key
-//! (each row linked to the previous one with its key), and probes each partition of the probe
-//! side as it comes: neither side is repartitioned. A probe for an absent key mostly reads one 8-byte group of tags, from an
-//! array a sixth the size of DataFusion's map.
+//! full ones), indexes them with an open-addressed table (in parts, one per partition of the
+//! query up to 16, each chosen by the key's hash) whose slots hold a byte of tag (7 bits of the
+//! key's hash), read eight at a time, beside the number of the newest row with that key (each
+//! row linked to the previous one with its key), and probes each partition of the probe side as
+//! it comes: neither side is repartitioned. A probe for an absent key mostly reads one 8-byte
+//! group of tags, from an array a sixth the size of DataFusion's map.
 //!
 //! It replaces a hash join only where it gives the same rows: an inner join with one key pair,
 //! text or bytes on both sides, no other condition, nulls never equal, no row limit. Rows come
@@ -183,8 +184,9 @@ impl KeyJoinExec {
             right.output_partitioning(),
             left.schema().fields().len(),
         )?;
-        // A projection keeps the probe side's partitioning under the columns' new places: a plan
-        // above may already rely on it (distribution is enforced before projections are swapped in).
+        // A projection keeps the probe side's partitioning under the columns' new places: a
+        // plan above may already rely on it (distribution is enforced before projections are
+        // swapped in).
         let (equivalences, partitioning) = match &projection {
             None => (joined, partitioning),
             Some(p) => {
@@ -372,8 +374,8 @@ struct Table {
     rows: Rows,
     /// Open addressing in groups of eight slots: each slot's tag (7 bits of its key's hash, or
     /// `0x80` when empty), one byte each. A probe for an absent key mostly reads one group.
-    /// The groups are split into parts, one per core, built side by side; a key's part is
-    /// chosen by its hash, and its probe stays within it.
+    /// The groups are split into parts (the query's partitions, up to 16, as a power of two),
+    /// built side by side; a key's part is chosen by its hash, and its probe stays within it.
     tags: Vec<u64>,
     /// Each slot's newest row with its key.
     ids: Vec<u32>,
