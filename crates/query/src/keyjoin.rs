@@ -379,8 +379,9 @@ struct Table {
     tags: Vec<u64>,
     /// Each slot's newest row with its key.
     ids: Vec<u32>,
-    /// Groups in a part, as a power of two.
-    group_bits: u32,
+    /// Each part's first group, and its groups less one (each part has a power of two, sized
+    /// for the rows it holds).
+    parts: Vec<(usize, usize)>,
     /// For each row, the previous row with the same key.
     previous: Vec<AtomicU32>,
     seed: u64,
@@ -501,13 +502,17 @@ impl Table {
         let longest = batches.iter().map(|b| b.num_rows()).max().unwrap_or(1);
         let mut row_bits = usize::BITS - (longest - 1).leading_zeros();
         if (batches.len() as u64) << row_bits >= u64::from(NONE) {
-            // Many short batches beside a long one: cut them anew, all alike.
-            let schema = left.schema();
-            let whole = arrow::compute::concat_batches(&schema, &batches)?;
+            // Many short batches beside a long one: cut them anew, all alike. The copy is
+            // held beside the batches until they are let go.
+            let held: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+            let copy = MemoryConsumer::new("KeyJoin regroup").register(context.memory_pool());
+            copy.try_grow(held)?;
+            let whole = arrow::compute::concat_batches(&left.schema(), &batches)?;
             batches = (0..rows)
                 .step_by(REGROUP_ROWS)
                 .map(|at| whole.slice(at, REGROUP_ROWS.min(rows - at)))
                 .collect();
+            drop(copy);
             row_bits = REGROUP_ROWS.trailing_zeros();
         }
         let parts = context
@@ -517,9 +522,17 @@ impl Table {
             .next_power_of_two();
         let mut index = MemoryConsumer::new("KeyJoin index").register(context.memory_pool());
         index.try_grow(rows * size_of::<u32>())?;
+        // A key that is not a column is computed into arrays of its own, held with the index.
+        let computed = key.downcast_ref::<Column>().is_none();
         let keys = batches
             .iter()
-            .map(|b| Keys::of(key.evaluate(b)?.into_array(b.num_rows())?))
+            .map(|b| {
+                let k = key.evaluate(b)?.into_array(b.num_rows())?;
+                if computed {
+                    index.try_grow(k.get_array_memory_size())?;
+                }
+                Keys::of(k)
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut starts = Vec::with_capacity(batches.len());
         let mut first = 0;
@@ -536,7 +549,7 @@ impl Table {
             },
             tags: Vec::new(),
             ids: Vec::new(),
-            group_bits: 0,
+            parts: Vec::new(),
             previous: (0..rows).map(|_| AtomicU32::new(NONE)).collect(),
             seed: std::collections::hash_map::RandomState::new()
                 .hash_one(0x6b65_795f_6a6f_696e_u64),
@@ -554,17 +567,22 @@ impl Table {
         .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?
     }
 
-    /// A hash's group (its part's first group plus its place in the part) and its tag.
-    fn home(&self, hash: u64) -> (usize, u8) {
-        let part = (hash >> 32) as usize & (self.tags.len() >> self.group_bits).wrapping_sub(1);
-        let place = hash as usize & ((1 << self.group_bits) - 1);
-        ((part << self.group_bits) | place, (hash >> 57) as u8)
+    /// A hash's part, its group (the part's first group plus its place in the part) and its
+    /// tag.
+    fn home(&self, hash: u64) -> (u8, usize, u8) {
+        let part = (hash >> 32) as usize & (self.parts.len() - 1);
+        let (first, mask) = self.parts[part];
+        (
+            part as u8,
+            first + (hash as usize & mask),
+            (hash >> 57) as u8,
+        )
     }
 
     /// The group after `g` in its part.
-    fn next_group(&self, g: usize) -> usize {
-        let mask = (1 << self.group_bits) - 1;
-        (g & !mask) | ((g + 1) & mask)
+    fn next_group(&self, part: u8, g: usize) -> usize {
+        let (first, mask) = self.parts[usize::from(part)];
+        first + ((g - first + 1) & mask)
     }
 
     /// Rows of each of `parts` parts (as chosen by their keys' hashes), counted side by side.
@@ -599,26 +617,45 @@ impl Table {
         })
     }
 
-    /// Indexes every row, each part on its own thread. Every part is sized for the most rows
-    /// any part holds, at most three quarters full: each keeps an empty slot, so every probe
-    /// and every insert ends, however unevenly the keys fall (one frequent key makes every
-    /// part as large as its own).
+    /// Indexes every row, each part on its own thread. Each part is sized for the rows it
+    /// holds, at most three quarters full: each keeps an empty slot, so every probe and every
+    /// insert ends, however unevenly the keys fall. A key repeated many times is counted as
+    /// many times, and makes its own part large, not the others.
     fn index(&mut self, parts: usize, reservation: &mut MemoryReservation) -> Result<()> {
-        let most = self.count_parts(parts)?.into_iter().max().unwrap_or(0);
-        let part_groups = ((most + most / 3 + 1).next_power_of_two() / 8).max(1);
-        reservation.try_grow(parts * part_groups * 8 * (1 + size_of::<u32>()))?;
-        self.tags = vec![EMPTY_GROUP; parts * part_groups];
-        self.ids = vec![NONE; parts * part_groups * 8];
-        self.group_bits = part_groups.trailing_zeros();
+        let sizes: Vec<usize> = self
+            .count_parts(parts)?
+            .into_iter()
+            .map(|n| ((n + n / 3 + 1).next_power_of_two() / 8).max(1))
+            .collect();
+        let groups: usize = sizes.iter().sum();
+        if groups.saturating_mul(8) >= NONE as usize {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "a join's build side needs an index of {groups} groups, more than one join may hold"
+            )));
+        }
+        reservation.try_grow(groups * 8 * (1 + size_of::<u32>()))?;
+        self.tags = vec![EMPTY_GROUP; groups];
+        self.ids = vec![NONE; groups * 8];
+        let mut first = 0;
+        self.parts = sizes
+            .iter()
+            .map(|&n| {
+                first += n;
+                (first - n, n - 1)
+            })
+            .collect();
         let (rows, previous, seed) = (&self.rows, &self.previous, self.seed);
         let homes = |hash: u64| {
             let part = (hash >> 32) as usize & (parts - 1);
-            (part, hash as usize & (part_groups - 1), (hash >> 57) as u8)
+            (part, hash as usize & (sizes[part] - 1), (hash >> 57) as u8)
         };
         std::thread::scope(|scope| {
-            let tags = self.tags.chunks_mut(part_groups);
-            let ids = self.ids.chunks_mut(part_groups * 8);
-            for (p, (tags, ids)) in tags.zip(ids).enumerate() {
+            let (mut tags_left, mut ids_left) = (&mut self.tags[..], &mut self.ids[..]);
+            for (p, &n) in sizes.iter().enumerate() {
+                let (tags, rest) = std::mem::take(&mut tags_left).split_at_mut(n);
+                tags_left = rest;
+                let (ids, rest) = std::mem::take(&mut ids_left).split_at_mut(n * 8);
+                ids_left = rest;
                 let homes = &homes;
                 scope.spawn(move || {
                     let mut part = Part { tags, ids };
@@ -680,13 +717,13 @@ impl Table {
             // A null matches nothing: its row gets the first group and is passed over below.
             homes.extend(
                 (start..end).map(|row| match nulls.is_some_and(|n| n.is_null(row)) {
-                    true => (0, 0),
+                    true => (0, 0, 0),
                     false => self.home(hash(self.seed, keys.bytes(row))),
                 }),
             );
             groups.clear();
-            groups.extend(homes.iter().map(|&(g, _)| self.tags[g]));
-            for ((row, &(mut g, tag)), &first) in (start..end).zip(&homes).zip(&groups) {
+            groups.extend(homes.iter().map(|&(_, g, _)| self.tags[g]));
+            for ((row, &(part, mut g, tag)), &first) in (start..end).zip(&homes).zip(&groups) {
                 if nulls.is_some_and(|n| n.is_null(row)) {
                     continue;
                 }
@@ -701,7 +738,7 @@ impl Table {
                     if group & EMPTY_GROUP != 0 {
                         break;
                     }
-                    g = self.next_group(g);
+                    g = self.next_group(part, g);
                     group = self.tags[g];
                 }
             }
@@ -1296,6 +1333,42 @@ mod tests {
                 "{keys} keys in {partitions} parts"
             );
         }
+    }
+
+    /// One key repeated many times makes its own part of the index large, not every part:
+    /// 20,000 rows of one key beside 99 others, in 16 parts, fit a 2 MiB pool. (Sized for the
+    /// fullest part, the index alone took 16 parts of 32,768 slots, 2.6 MB, and the query
+    /// failed as out of memory.) The probe side is the larger, so these rows are the build side.
+    #[test]
+    fn a_frequent_key_sizes_its_own_part_only() {
+        let rows = within_a_minute(async {
+            let config = config().with_target_partitions(16).with_batch_size(1 << 15);
+            let ctx = context_with(config, true, Some(2 << 20));
+            ctx.register_table("l", id_table((0..20_000).map(|_| 0).chain(1..100)))?;
+            ctx.register_table("r", id_table(0..40_000))?;
+            let (plan, rows) = run(&ctx, "SELECT count(*) FROM l JOIN r ON l.k = r.k").await?;
+            assert!(plan.contains("KeyJoinExec"), "{plan}");
+            Ok::<_, DataFusionError>(rows)
+        })
+        .expect("join within the pool");
+        assert_eq!(rows, ["20099"]);
+    }
+
+    /// The rule is placed after DataFusion's join selection, found by name: a rename would
+    /// otherwise put it where join sides are not yet chosen.
+    #[test]
+    fn join_selection_is_found_by_name() {
+        let rules = optimizer_rules();
+        let names: Vec<&str> = rules.iter().map(|r| r.name()).collect();
+        let at = names
+            .iter()
+            .position(|n| *n == "key_join")
+            .expect("the key join rule");
+        assert_eq!(
+            names.get(at.wrapping_sub(1)),
+            Some(&"join_selection"),
+            "{names:?}"
+        );
     }
 
     /// A build side larger than the query's pool fails the query as out of memory.
