@@ -307,7 +307,9 @@ impl Engine {
         }
         let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
         let shared = Arc::new(table.clone());
-        let per_file: Vec<Vec<RecordBatch>> = futures::stream::iter(plans)
+        // Unordered: a file done early makes room for the next at once, where an ordered
+        // buffer would leave a core idle behind a slow file. Put back in file order below.
+        let mut per_file: Vec<(usize, Vec<RecordBatch>)> = futures::stream::iter(plans)
             .map(|(i, plan)| {
                 let (read, table) = (read.clone(), shared.clone());
                 async move {
@@ -317,7 +319,7 @@ impl Engine {
                     let task = tokio::task::spawn_blocking(move || {
                         runtime.block_on(read.file(&table, i, plan))
                     });
-                    task.await.unwrap_or_else(|e| {
+                    let rows = task.await.unwrap_or_else(|e| {
                         tracing::error!(table = %name, file = i + 1, %e, "lookup read failed");
                         let problem = DataProblem::Unreadable {
                             index: i + 1,
@@ -327,13 +329,15 @@ impl Engine {
                             table: name,
                             problem,
                         })
-                    })
+                    });
+                    rows.map(|rows| (i, rows))
                 }
             })
-            .buffered(parallel)
+            .buffer_unordered(parallel)
             .try_collect()
             .await?;
-        Ok(per_file.into_iter().flatten().collect())
+        per_file.sort_unstable_by_key(|(i, _)| *i);
+        Ok(per_file.into_iter().flat_map(|(_, rows)| rows).collect())
     }
 }
 
