@@ -224,9 +224,10 @@ fn progress(label: &str, secs: u64) -> ProgressBar {
 ///
 /// The hub's clients run here. On a runtime with a worker per core, the load generator spreads
 /// over every core and competes with the server it measures for them, and each call's wake-ups
-/// hop between threads: at 100 M residents on two cores, one client measured p50 0.57 ms and 32
-/// clients 5,400 calls/s that way, against 0.49 ms and 8,300/s on one thread. The in-process
-/// DataFusion baseline keeps the whole runtime, as a server would.
+/// hop between threads. At 100 M residents on two cores, the two ways alternating against one
+/// server, three runs each: one client p50 0.48–0.54 ms on one thread against 0.52–0.61 ms,
+/// and 32 clients 7.9–9.5k calls/s against 5.8–8.0k/s. The in-process DataFusion baseline
+/// keeps the whole runtime, as a server would.
 async fn on_client_thread<F, Fut, T>(f: F) -> Result<T>
 where
     F: FnOnce() -> Fut + Send + 'static,

@@ -6,11 +6,12 @@
 //! buckets, chain links and keys lie in four places, and hash-repartitions both sides of a large
 //! join first. This join keeps the build side's batches as they came (small ones gathered into
 //! full ones), indexes them with an open-addressed table (in parts, one per partition of the
-//! query up to 16, each chosen by the key's hash) whose slots hold a byte of tag (7 bits of the
-//! key's hash), read eight at a time, beside the number of the newest row with that key (each
-//! row linked to the previous one with its key), and probes each partition of the probe side as
-//! it comes: neither side is repartitioned. A probe for an absent key mostly reads one 8-byte
-//! group of tags, from an array a sixth the size of DataFusion's map.
+//! query up to 16, chosen by the key's hash, each sized for its own rows) whose slots hold a
+//! byte of tag (7 bits of the key's hash), read eight at a time, beside the number of the
+//! newest row with that key (each row linked to the previous one with its key), and probes each
+//! partition of the probe side as it comes: neither side is repartitioned. A probe for an
+//! absent key mostly reads one 8-byte group of tags, from an array a sixth the size of
+//! DataFusion's map.
 //!
 //! It replaces a hash join only where it gives the same rows: an inner join with one key pair,
 //! text or bytes on both sides, no other condition, nulls never equal, no row limit. Rows come
