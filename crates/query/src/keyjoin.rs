@@ -568,16 +568,9 @@ impl Table {
         .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?
     }
 
-    /// A hash's part, its group (the part's first group plus its place in the part) and its
-    /// tag.
+    /// A hash's part, its group and its tag (see [`home_in`]).
     fn home(&self, hash: u64) -> (u8, usize, u8) {
-        let part = (hash >> 32) as usize & (self.parts.len() - 1);
-        let (first, mask) = self.parts[part];
-        (
-            part as u8,
-            first + (hash as usize & mask),
-            (hash >> 57) as u8,
-        )
+        home_in(&self.parts, hash)
     }
 
     /// The group after `g` in its part.
@@ -645,11 +638,7 @@ impl Table {
                 (first - n, n - 1)
             })
             .collect();
-        let (rows, previous, seed) = (&self.rows, &self.previous, self.seed);
-        let homes = |hash: u64| {
-            let part = (hash >> 32) as usize & (parts - 1);
-            (part, hash as usize & (sizes[part] - 1), (hash >> 57) as u8)
-        };
+        let (rows, previous, seed, spans) = (&self.rows, &self.previous, self.seed, &self.parts);
         std::thread::scope(|scope| {
             let (mut tags_left, mut ids_left) = (&mut self.tags[..], &mut self.ids[..]);
             for (p, &n) in sizes.iter().enumerate() {
@@ -657,7 +646,7 @@ impl Table {
                 tags_left = rest;
                 let (ids, rest) = std::mem::take(&mut ids_left).split_at_mut(n * 8);
                 ids_left = rest;
-                let homes = &homes;
+                let first = spans[p].0;
                 scope.spawn(move || {
                     let mut part = Part { tags, ids };
                     let mut chunk = Vec::with_capacity(CHUNK);
@@ -666,8 +655,8 @@ impl Table {
                             let end = (start + CHUNK).min(keys.len());
                             chunk.clear();
                             chunk.extend((start..end).filter_map(|i| {
-                                let (q, g, tag) = homes(hash(seed, keys.value(i)?));
-                                (q == p).then_some((i, g, tag))
+                                let (q, g, tag) = home_in(spans, hash(seed, keys.value(i)?));
+                                (usize::from(q) == p).then(|| (i, g - first, tag))
                             }));
                             // Bring the chunk's groups in together (see `matches`); the inserts
                             // then find them cached.
@@ -754,6 +743,19 @@ impl Table {
         candidates.retain(|&(row, id)| same(self.rows.key(id), keys.bytes(row as usize)));
         candidates
     }
+}
+
+/// A hash's part (chosen by its high half), its group (the part's first group plus its place
+/// in the part, from its low bits) and its tag (its top 7 bits), in an index of `parts` (each
+/// part's first group and its groups less one; a power of two of them).
+fn home_in(parts: &[(usize, usize)], hash: u64) -> (u8, usize, u8) {
+    let part = (hash >> 32) as usize & (parts.len() - 1);
+    let (first, mask) = parts[part];
+    (
+        part as u8,
+        first + (hash as usize & mask),
+        (hash >> 57) as u8,
+    )
 }
 
 /// One part of a table's groups, being built.
