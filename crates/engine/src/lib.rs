@@ -11,6 +11,7 @@ mod dataset;
 mod keyindex;
 mod local;
 mod lookup;
+mod page;
 mod point;
 mod root;
 

@@ -27,6 +27,9 @@ impl LocalFile {
     /// object store then reads it, and reports what is wrong if anything is (a range past the end
     /// of the file, say). After a problem other than a byte not cached, the rest are left to the
     /// store too.
+    ///
+    /// Ranges within [`NEAR`] of each other are read in one call (a batch's pages of one column
+    /// are often that close): each call costs about as much as copying that many bytes more.
     pub(crate) fn read_cached(&mut self, ranges: &[Range<u64>]) -> Vec<Option<Bytes>> {
         let mut got = vec![None; ranges.len()];
         if self.file.is_none() {
@@ -38,18 +41,55 @@ impl LocalFile {
         let Some((file, len)) = self.file.as_ref() else {
             return got;
         };
-        for (r, slot) in ranges.iter().zip(&mut got) {
-            if r.start > r.end || r.end > *len {
-                continue;
+        let mut order: Vec<usize> = (0..ranges.len())
+            .filter(|&i| ranges[i].start <= ranges[i].end && ranges[i].end <= *len)
+            .collect();
+        order.sort_unstable_by_key(|&i| ranges[i].start);
+        let mut next = 0;
+        while next < order.len() {
+            let first = &ranges[order[next]];
+            let (start, mut end) = (first.start, first.end);
+            let mut upto = next + 1;
+            while let Some(r) = order.get(upto).map(|&i| &ranges[i]) {
+                if r.start > end.saturating_add(NEAR) || r.end.max(end) - start > SPAN {
+                    break;
+                }
+                end = end.max(r.end);
+                upto += 1;
             }
-            match read_range(file, r) {
-                Ok(bytes) => *slot = bytes,
+            let joined = &order[next..upto];
+            next = upto;
+            match read_range(file, &(start..end)) {
+                Ok(Some(bytes)) => {
+                    for &i in joined {
+                        let r = &ranges[i];
+                        let at = (r.start - start) as usize..(r.end - start) as usize;
+                        got[i] = Some(bytes.slice(at));
+                    }
+                    continue;
+                }
+                Ok(None) if joined.len() > 1 => {}
+                Ok(None) => continue,
                 Err(()) => break,
+            }
+            // A byte of the joined read is not cached: each range alone, so only those
+            // holding such a byte are left to the store.
+            for &i in joined {
+                match read_range(file, &ranges[i]) {
+                    Ok(bytes) => got[i] = bytes,
+                    Err(()) => return got,
+                }
             }
         }
         got
     }
 }
+
+/// Ranges of the page cache this close are read as one.
+const NEAR: u64 = 4 << 10;
+
+/// Ranges are joined into reads of at most this many bytes.
+const SPAN: u64 = 1 << 20;
 
 /// One range's bytes from the page cache: `None` if a byte of it is not cached (or the file has
 /// become shorter); an error on any other problem.

@@ -30,7 +30,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Ranges of a local file closer than this are read as one when they come from the disk.
 const LOCAL_COALESCE: u64 = 64 * 1024;
@@ -273,14 +273,16 @@ impl Engine {
         }
         let (index, footers) = self.key_index(table, dataset, key_col, &files).await?;
         let mut plans: BTreeMap<usize, FilePlan> = BTreeMap::new();
-        for k in keys {
+        for (n, k) in (0u32..).zip(keys) {
             for p in index.candidates(k.as_bytes()) {
                 plans
                     .entry(p.file as usize)
                     .or_default()
                     .entry(p.row_group as usize)
                     .or_default()
-                    .insert((p.first_row, p.rows));
+                    .entry((p.first_row, p.rows))
+                    .or_default()
+                    .push(n);
             }
         }
         let read = Arc::new(FileRead {
@@ -288,7 +290,8 @@ impl Engine {
             root: self.root().clone(),
             files,
             footers,
-            wanted: Arc::new(Wanted::new(keys)),
+            keys: keys.into(),
+            wanted: OnceLock::new(),
             read: table
                 .columns
                 .iter()
@@ -348,7 +351,9 @@ struct FileRead {
     files: Arc<Vec<ObjectMeta>>,
     footers: Vec<Arc<Footer>>,
     /// The keys looked up.
-    wanted: Arc<Wanted>,
+    keys: Arc<[String]>,
+    /// The same, as the record reader checks them (made when it first reads).
+    wanted: OnceLock<Arc<Wanted>>,
     /// Per catalog column: read it (else it is answered as nulls).
     read: Vec<bool>,
     /// Read files by point reads (see `point`), the record reader being left for what they
@@ -387,14 +392,13 @@ impl FileRead {
             .collect();
         let mut reader = StoreReader::new(&self.root, meta.location.clone(), md.clone());
         let schema = footer.arrow.schema();
-        let holds = |k: &[u8]| self.wanted.holds(k);
         if self.point {
             let file = point::FileMeta {
                 md,
                 schema,
                 order: &footer.pages,
             };
-            match point::read(&mut reader, file, key_idx, &columns, &plan, &holds).await {
+            match point::read(&mut reader, file, key_idx, &columns, &plan, &self.keys).await {
                 Ok(batches) => return self.in_catalog_order(table, i, footer, batches),
                 Err(why) => {
                     tracing::debug!(file = %meta.location, why, "point read left to the record reader")
@@ -406,7 +410,7 @@ impl FileRead {
         for (g, pages) in &plan {
             let total = md.row_group(*g).num_rows() as u64;
             let mut at = 0u64;
-            for &(first, rows) in pages {
+            for &(first, rows) in pages.keys() {
                 let first = first.max(at);
                 let end = (first + rows).min(total);
                 if first > at {
@@ -421,7 +425,10 @@ impl FileRead {
                 selectors.push(RowSelector::skip((total - at) as usize));
             }
         }
-        let wanted = self.wanted.clone();
+        let wanted = self
+            .wanted
+            .get_or_init(|| Arc::new(Wanted::new(&self.keys)))
+            .clone();
         let predicate = ArrowPredicateFn::new(
             ProjectionMask::leaves(descr, [key_idx]),
             move |b: RecordBatch| {
@@ -484,7 +491,7 @@ impl FileRead {
     }
 }
 
-/// The keys of one lookup, which every row of every page read is checked against.
+/// The keys of one lookup, as the record reader checks every row it reads against them.
 enum Wanted {
     /// One key (a Lookup or Verify): compared in place, no hashing per row.
     One(String),
@@ -497,14 +504,6 @@ impl Wanted {
         match keys {
             [one] => Self::One(one.clone()),
             _ => Self::Many(KeySet::new(keys)),
-        }
-    }
-
-    /// Whether a key (as stored) is wanted.
-    fn holds(&self, key: &[u8]) -> bool {
-        match self {
-            Self::One(one) => one.as_bytes() == key,
-            Self::Many(set) => set.contains(key),
         }
     }
 

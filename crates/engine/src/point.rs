@@ -5,15 +5,17 @@
 //! one row or a handful from each; a batch wants a few rows from each of many pages. The record
 //! reader is built for scans: per call it builds a reader for every column, decodes each page's
 //! rows into arrays and filters them, which costs more than the bytes themselves. Here each page
-//! is parsed and decompressed by the parquet crate's page reader, and only the wanted values are
-//! decoded: the key page's keys are compared in place, and every other column yields only the
-//! matched rows' values.
+//! is parsed and decompressed on its own (see `page`; by the parquet crate's page reader for
+//! codecs a hub does not write), and only the wanted values are decoded: the key page's keys are
+//! compared in place with the keys the key index sent to that page, and every other column's
+//! pages are decompressed only as far as the matched rows and yield only their values.
 //!
 //! Only flat columns of common types, in plain or dictionary encoding with RLE levels, are read
 //! this way. Anything else, and any page that does not decode, is left to the record reader
 //! (which reads the same pages and reports what is wrong): this path never answers differently,
 //! only sooner.
 
+use crate::page::{self, Want};
 use arrow::array::{
     Array, ArrayRef, BinaryBuilder, BooleanBuilder, Float32Array, Float64Array, Int32Array,
     Int64Array, LargeBinaryBuilder, LargeStringBuilder, RecordBatch, RecordBatchOptions,
@@ -28,7 +30,7 @@ use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 use parquet::file::page_index::offset_index::PageLocation;
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::serialized_reader::SerializedPageReader;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -38,8 +40,9 @@ pub(crate) type Skip = &'static str;
 /// Key pages read and decoded at a time (bounds a batch's memory).
 const PAGES_AT_ONCE: usize = 256;
 
-/// Rows of one file: row group → page row ranges (first row, rows), sorted.
-pub(crate) type FilePlan = BTreeMap<usize, BTreeSet<(u64, u64)>>;
+/// Rows of one file: row group → page row ranges (first row, rows) → the keys (by their
+/// number among those looked up) whose rows the range may hold; sorted.
+pub(crate) type FilePlan = BTreeMap<usize, BTreeMap<(u64, u64), Vec<u32>>>;
 
 /// What a point read needs to know of a file, all of it read once with its footer.
 #[derive(Clone, Copy)]
@@ -96,16 +99,20 @@ fn in_order(locations: &[PageLocation], total: u64) -> bool {
             .is_some_and(|l| (l.first_row_index.max(0) as u64) < total)
 }
 
-/// Every row in the pages of `plan` whose key (leaf column `key`) `wanted` accepts, with the
-/// leaf columns `columns` (which hold `key` when it is to be answered), one batch per group
-/// of pages. `Err` says why the record reader must read them instead.
+/// Every row in the pages of `plan` whose key (leaf column `key`) is one of `keys` the plan
+/// names for its page, with the leaf columns `columns` (which hold `key` when it is to be
+/// answered), one batch per group of pages. `Err` says why the record reader must read them
+/// instead.
+///
+/// Each page's rows are compared with its own keys (a lookup's one, a batch's one or two a
+/// page), not looked up in a set of the whole batch: cheaper for every row read.
 pub(crate) async fn read<R: AsyncFileReader>(
     reader: &mut R,
     file: FileMeta<'_>,
     key: usize,
     columns: &[usize],
     plan: &FilePlan,
-    wanted: &(dyn Fn(&[u8]) -> bool + Sync),
+    keys: &[String],
 ) -> Result<Vec<RecordBatch>, Skip> {
     let FileMeta { md, schema, order } = file;
     let descr = md.file_metadata().schema_descr();
@@ -151,18 +158,28 @@ pub(crate) async fn read<R: AsyncFileReader>(
             key_def,
             order.trusted(g, key),
         )?;
-        let mut pages = BTreeSet::new();
-        for &(first, rows) in ranges {
-            pages.extend(key_chunk.pages_over(first..first.saturating_add(rows)));
+        // Each key page with the keys it may hold.
+        let mut pages: BTreeMap<usize, Vec<&[u8]>> = BTreeMap::new();
+        for (&(first, rows), numbers) in ranges {
+            let mine = numbers
+                .iter()
+                .map(|&n| keys.get(n as usize).map(String::as_bytes))
+                .collect::<Option<Vec<_>>>()
+                .ok_or("key number")?;
+            for p in key_chunk.pages_over(first..first.saturating_add(rows)) {
+                pages.entry(p).or_default().extend(&mine);
+            }
         }
-        let pages: Vec<usize> = pages.into_iter().collect();
+        let pages: Vec<(usize, Vec<&[u8]>)> = pages.into_iter().collect();
         for group in pages.chunks(PAGES_AT_ONCE) {
-            let fetched = fetch(reader, &[(&key_chunk, group)]).await?;
+            let numbers: Vec<usize> = group.iter().map(|(p, _)| *p).collect();
+            let fetched = fetch(reader, &[(&key_chunk, &numbers)]).await?;
             let key_pages = key_chunk.decode_all(&fetched[0], &|_| usize::MAX, true)?;
             let mut rows = Vec::new();
             let mut found = Vec::new();
-            for (p, page) in &key_pages {
-                page.matching(wanted, &mut found)?;
+            for (p, mine) in group {
+                let page = key_pages.get(p).ok_or("page")?;
+                page.matching(&|k: &[u8]| mine.contains(&k), &mut found)?;
                 rows.extend(
                     found
                         .drain(..)
@@ -347,8 +364,13 @@ impl<'a> Chunk<'a> {
         Ok(start..start + len)
     }
 
-    /// Parses and decompresses one page's bytes (header included).
-    fn page(&self, bytes: Bytes) -> Result<Page, Skip> {
+    /// Parses and decompresses one page's bytes (header included), as far as `want` asks
+    /// where the chunk's codec allows it (see `page`), else whole.
+    fn page(&self, bytes: Bytes, want: Want) -> Result<Page, Skip> {
+        let codec = self.meta.compression();
+        if page::reads(codec) {
+            return page::read(&bytes, codec, want);
+        }
         let location = PageLocation {
             // The page reader names the chunk's start so it does not look for a dictionary
             // before it; [`OnePage`] answers any offset with these bytes.
@@ -382,17 +404,30 @@ impl<'a> Chunk<'a> {
         let mut dictionary = None;
         let mut out = HashMap::with_capacity(fetched.pages.len());
         for (p, bytes) in &fetched.pages {
-            let page = self.page(bytes.clone())?;
             let (first, end) = (self.first_row(*p), self.end_row(*p));
             let rows = usize::try_from(end.checked_sub(first).ok_or("page rows")?)
                 .map_err(|_| "page rows")?;
             let shape = Shape {
                 rows,
-                upto: upto(*p).min(rows),
+                upto: if scanned { rows } else { upto(*p).min(rows) },
                 first_row: first,
                 scanned,
             };
-            let decoded = Decoded::new(page, shape, self, &mut dictionary, fetched)?;
+            let want = Want::Rows {
+                upto: shape.upto,
+                of: rows,
+            };
+            let page = self.page(bytes.clone(), want)?;
+            let decoded = match Decoded::new(page, shape, self, &mut dictionary, fetched) {
+                Ok(d) => d,
+                // Decompressed in part, where the wanted rows' values run past the bytes
+                // estimated for them: the whole page.
+                Err(_) if shape.upto < rows => {
+                    let page = self.page(bytes.clone(), Want::Whole)?;
+                    Decoded::new(page, shape, self, &mut dictionary, fetched)?
+                }
+                Err(e) => return Err(e),
+            };
             out.insert(*p, decoded);
         }
         Ok(out)
@@ -573,6 +608,7 @@ struct Decoded {
 }
 
 /// Where a page's rows are, and how many of them are wanted.
+#[derive(Clone, Copy)]
 struct Shape {
     /// Rows in the page.
     rows: usize,
@@ -686,7 +722,7 @@ impl Decoded {
                             num_values,
                             encoding,
                             ..
-                        } = chunk.page(bytes)?
+                        } = chunk.page(bytes, Want::Whole)?
                         else {
                             return Err("dictionary is not a dictionary page");
                         };
@@ -980,6 +1016,7 @@ mod tests {
     use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
     use parquet::file::properties::{WriterProperties, WriterVersion};
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     /// A file in memory that counts the bytes read from it.
@@ -1172,19 +1209,21 @@ mod tests {
             .unwrap()
             .schema()
             .clone();
+        // Every key in every range: the read must find each in its own page.
+        let every: Vec<u32> = (0..wanted.len() as u32).collect();
         let plan: FilePlan = (0..md.num_row_groups())
             .map(|g| {
                 let whole = BTreeSet::from([(0, md.row_group(g).num_rows() as u64)]);
-                (g, ranges.map_or(whole, |f| f(g)))
+                let ranges = ranges.map_or(whole, |f| f(g));
+                (g, ranges.into_iter().map(|r| (r, every.clone())).collect())
             })
             .collect();
         let read = Arc::new(AtomicU64::new(0));
         let mut reader = Counted(bytes.clone(), read.clone());
-        let holds = |k: &[u8]| wanted.iter().any(|w| w.as_bytes() == k);
         let got = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(read_rows(&mut reader, &md, &schema, columns, &plan, &holds));
+            .block_on(read_rows(&mut reader, &md, &schema, columns, &plan, wanted));
         (got, read.load(Ordering::Relaxed))
     }
 
@@ -1194,7 +1233,7 @@ mod tests {
         schema: &Schema,
         columns: &[usize],
         plan: &FilePlan,
-        holds: &(dyn Fn(&[u8]) -> bool + Sync),
+        keys: &[String],
     ) -> Result<Vec<RecordBatch>, Skip> {
         let order = PageOrder::of(md);
         let file = FileMeta {
@@ -1202,7 +1241,7 @@ mod tests {
             schema,
             order: &order,
         };
-        read(reader, file, 0, columns, plan, holds).await
+        read(reader, file, 0, columns, plan, keys).await
     }
 
     fn layouts() -> impl Strategy<Value = Layout> {
@@ -1389,6 +1428,80 @@ mod tests {
         w.close().unwrap();
         let (got, _) = point(&Bytes::from(buf), &["b".into()], &[0], None);
         assert_eq!(got.unwrap_err(), "encoding not read here");
+    }
+
+    /// One page of 2,000 rows whose first half's values are long and second half's short: a
+    /// row early in the page is answered from part of it, and a row whose values lie past the
+    /// estimate for them from the whole page, both as the record reader answers.
+    #[test]
+    fn pages_are_decompressed_as_far_as_their_wanted_rows() {
+        let n = 2_000usize;
+        let batch = RecordBatch::try_from_iter([
+            (
+                "id",
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("k{i:05}")),
+                )) as ArrayRef,
+            ),
+            (
+                "note",
+                Arc::new(StringArray::from_iter_values((0..n).map(|i| {
+                    let long = i < n / 2;
+                    format!(
+                        "{i}:{}",
+                        if long {
+                            "长文本".repeat(60)
+                        } else {
+                            "x".into()
+                        }
+                    )
+                }))) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_dictionary_enabled(false)
+            .set_compression(Compression::LZ4_RAW)
+            .set_data_page_row_count_limit(n)
+            .set_data_page_size_limit(64 << 20)
+            .set_write_batch_size(n)
+            .build();
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let bytes = Bytes::from(buf);
+        let md = metadata(&bytes);
+        let locations = md.offset_index().unwrap()[0][1].page_locations().clone();
+        assert_eq!(locations.len(), 1, "one page");
+        let chunk = Chunk::new(md.row_group(0).column(1), &locations, n as u64, 0, true).unwrap();
+        let range = chunk.range(0).unwrap();
+        let page_bytes = bytes.slice(range.start as usize..range.end as usize);
+        let body = |want| match chunk.page(page_bytes.clone(), want).unwrap() {
+            Page::DataPage { buf, .. } => buf,
+            other => panic!("{other:?}"),
+        };
+        let whole = body(Want::Whole);
+        let part = body(Want::Rows { upto: 10, of: n });
+        assert!(
+            part.len() < whole.len() / 4,
+            "{} of {}",
+            part.len(),
+            whole.len()
+        );
+        assert_eq!(part, whole.slice(..part.len()));
+        for row in [5usize, 700, 1_100, 1_999] {
+            let key = format!("k{row:05}");
+            let want = reference(&bytes, std::slice::from_ref(&key), &[0, 1]);
+            let (got, _) = point(&bytes, &[key], &[0, 1], None);
+            let got = got.expect("read here, not left to the record reader");
+            assert_eq!(got.len(), 1);
+            assert_eq!(
+                got[0].column(1).to_data(),
+                want.column(1).to_data(),
+                "row {row}"
+            );
+        }
     }
 
     #[test]
