@@ -1,7 +1,7 @@
 //! Datasets: listing files, reading and caching footers, checking them against the catalog.
 
 use crate::keyindex::KeyIndex;
-use crate::point::PageOrder;
+use crate::point::{Dictionaries, PageOrder};
 use crate::{DataProblem, DataRoot, Error, Result};
 use bytes::Bytes;
 use citybrain_catalog::TableManifest;
@@ -49,6 +49,8 @@ pub(crate) struct Footer {
     pub(crate) arrow: ArrowReaderMetadata,
     /// Which column chunks' page indexes point reads may use.
     pub(crate) pages: PageOrder,
+    /// Small dictionary pages point reads have decoded.
+    pub(crate) dictionaries: Dictionaries,
 }
 
 /// A dataset's key index and the files it was built from.
@@ -287,6 +289,7 @@ impl Engine {
             object: meta.clone(),
             indexed: key.map(str::to_owned),
             pages: PageOrder::of(&metadata),
+            dictionaries: Dictionaries::default(),
             metadata,
             arrow,
         });

@@ -397,6 +397,7 @@ impl FileRead {
                 md,
                 schema,
                 order: &footer.pages,
+                dictionaries: &footer.dictionaries,
             };
             match point::read(&mut reader, file, key_idx, &columns, &plan, &self.keys).await {
                 Ok(batches) => return self.in_catalog_order(table, i, footer, batches),

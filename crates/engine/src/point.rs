@@ -50,6 +50,57 @@ pub(crate) struct FileMeta<'a> {
     pub(crate) md: &'a ParquetMetaData,
     pub(crate) schema: &'a Schema,
     pub(crate) order: &'a PageOrder,
+    /// The file's dictionaries decoded so far.
+    pub(crate) dictionaries: &'a Dictionaries,
+}
+
+/// A decoded dictionary larger than this is not kept (see [`Dictionaries`]).
+const KEPT_DICTIONARY: usize = 16 << 10;
+/// Bytes of dictionaries kept for one file, at most.
+const KEPT_PER_FILE: usize = 128 << 10;
+
+/// A file's small dictionary pages, decoded, by row group and leaf column. A lookup reads one
+/// page of each column it answers: without these, each dictionary-encoded column cost it a
+/// second read from the page cache (a call to the kernel) and a decode of the same few values
+/// every time. Kept with the file's footer, so a changed file starts afresh.
+#[derive(Default)]
+pub(crate) struct Dictionaries {
+    kept: std::sync::Mutex<Kept>,
+}
+
+/// Dictionaries kept, by row group and leaf column, and the bytes they hold.
+#[derive(Default)]
+struct Kept {
+    by_chunk: HashMap<(usize, usize), Arc<Plain>>,
+    bytes: usize,
+}
+
+impl Dictionaries {
+    fn get(&self, group: usize, column: usize) -> Option<Arc<Plain>> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.by_chunk.get(&(group, column)).cloned()
+    }
+
+    /// Keeps a dictionary if it is small and the file's share has room, in bytes of its own
+    /// (a page read with others may share their buffer).
+    fn keep(&self, group: usize, column: usize, d: &Plain) {
+        let size = d.buf.len() + d.spans.len() * 8;
+        if size > KEPT_DICTIONARY {
+            return;
+        }
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.bytes + size > KEPT_PER_FILE || kept.by_chunk.contains_key(&(group, column)) {
+            return;
+        }
+        let own = Plain {
+            buf: Bytes::copy_from_slice(&d.buf),
+            physical: d.physical,
+            count: d.count,
+            spans: d.spans.clone(),
+        };
+        kept.by_chunk.insert((group, column), Arc::new(own));
+        kept.bytes += size;
+    }
 }
 
 /// Per row group and leaf column: whether its offset index can be trusted to find a row's page.
@@ -114,7 +165,12 @@ pub(crate) async fn read<R: AsyncFileReader>(
     plan: &FilePlan,
     keys: &[String],
 ) -> Result<Vec<RecordBatch>, Skip> {
-    let FileMeta { md, schema, order } = file;
+    let FileMeta {
+        md,
+        schema,
+        order,
+        dictionaries,
+    } = file;
     let descr = md.file_metadata().schema_descr();
     let offsets = md.offset_index().ok_or("no page index")?;
     let flat = |c: usize| -> Result<(Field, i16), Skip> {
@@ -174,7 +230,7 @@ pub(crate) async fn read<R: AsyncFileReader>(
         for group in pages.chunks(PAGES_AT_ONCE) {
             let numbers: Vec<usize> = group.iter().map(|(p, _)| *p).collect();
             let fetched = fetch(reader, &[(&key_chunk, &numbers)]).await?;
-            let key_pages = key_chunk.decode_all(&fetched[0], &|_| usize::MAX, true)?;
+            let key_pages = key_chunk.decode_all(&fetched[0], &|_| usize::MAX, true, &mut None)?;
             let mut rows = Vec::new();
             let mut found = Vec::new();
             for (p, mine) in group {
@@ -198,7 +254,11 @@ pub(crate) async fn read<R: AsyncFileReader>(
                     continue;
                 }
                 let trusted = order.trusted(g, *c);
-                let chunk = Chunk::new(rg.column(*c), locations(*c)?, total, *def, trusted)?;
+                let mut chunk = Chunk::new(rg.column(*c), locations(*c)?, total, *def, trusted)?;
+                let kept = chunk.dictionary.as_ref().and(dictionaries.get(g, *c));
+                if kept.is_some() {
+                    chunk.dictionary = None;
+                }
                 // Each matched row's page, and how far into each page values are wanted.
                 let at = rows
                     .iter()
@@ -214,16 +274,16 @@ pub(crate) async fn read<R: AsyncFileReader>(
                     *n = upto.max(*n);
                 }
                 let pages: Vec<usize> = need.keys().copied().collect();
-                chunks.push(Some((chunk, at, need, pages)));
+                chunks.push(Some((chunk, at, need, pages, kept)));
             }
             let wants: Vec<(&Chunk, &[usize])> = chunks
                 .iter()
                 .flatten()
-                .map(|(c, _, _, pages)| (c, pages.as_slice()))
+                .map(|(c, _, _, pages, _)| (c, pages.as_slice()))
                 .collect();
             let mut fetched = fetch(reader, &wants).await?.into_iter();
             let mut arrays = Vec::with_capacity(outputs.len());
-            for ((_, (field, _)), chunk) in outputs.iter().zip(&chunks) {
+            for ((c, (field, _)), chunk) in outputs.iter().zip(&chunks) {
                 let mut col = Column::new(field.data_type(), rows.len())?;
                 match chunk {
                     None => {
@@ -231,10 +291,14 @@ pub(crate) async fn read<R: AsyncFileReader>(
                             col.push(Some(Cell::Bytes(k)), field)?;
                         }
                     }
-                    Some((chunk, at, need, _)) => {
+                    Some((chunk, at, need, _, kept)) => {
                         let got = fetched.next().ok_or("pages")?;
                         let upto = |p: usize| need.get(&p).copied().unwrap_or(0);
-                        let decoded = chunk.decode_all(&got, &upto, false)?;
+                        let mut dictionary = kept.clone();
+                        let decoded = chunk.decode_all(&got, &upto, false, &mut dictionary)?;
+                        if let (None, Some(d)) = (kept, &dictionary) {
+                            dictionaries.keep(g, *c, d);
+                        }
                         for (p, &(_, r, _)) in at.iter().zip(&rows) {
                             let page = decoded.get(p).ok_or("page")?;
                             col.push(page.cell(page.index(r)?)?, field)?;
@@ -394,14 +458,15 @@ impl<'a> Chunk<'a> {
 
     /// Every fetched page, decoded as far as `upto` (page → rows wanted from its start), by
     /// page number. Pages to be `scanned` are only ever read in order (see
-    /// [`Decoded::matching`]).
+    /// [`Decoded::matching`]). `dictionary`: the chunk's, decoded, if known (else it is decoded
+    /// from the fetched bytes when a page needs it, and left there).
     fn decode_all(
         &self,
         fetched: &Fetched,
         upto: &dyn Fn(usize) -> usize,
         scanned: bool,
+        dictionary: &mut Option<Arc<Plain>>,
     ) -> Result<HashMap<usize, Decoded>, Skip> {
-        let mut dictionary = None;
         let mut out = HashMap::with_capacity(fetched.pages.len());
         for (p, bytes) in &fetched.pages {
             let (first, end) = (self.first_row(*p), self.end_row(*p));
@@ -418,13 +483,13 @@ impl<'a> Chunk<'a> {
                 of: rows,
             };
             let page = self.page(bytes.clone(), want)?;
-            let decoded = match Decoded::new(page, shape, self, &mut dictionary, fetched) {
+            let decoded = match Decoded::new(page, shape, self, dictionary, fetched) {
                 Ok(d) => d,
                 // Decompressed in part, where the wanted rows' values run past the bytes
                 // estimated for them: the whole page.
                 Err(_) if shape.upto < rows => {
                     let page = self.page(bytes.clone(), Want::Whole)?;
-                    Decoded::new(page, shape, self, &mut dictionary, fetched)?
+                    Decoded::new(page, shape, self, dictionary, fetched)?
                 }
                 Err(e) => return Err(e),
             };
@@ -1204,6 +1269,17 @@ mod tests {
         columns: &[usize],
         ranges: Option<&dyn Fn(usize) -> BTreeSet<(u64, u64)>>,
     ) -> (Result<Vec<RecordBatch>, Skip>, u64) {
+        point_keeping(bytes, wanted, columns, ranges, &Dictionaries::default())
+    }
+
+    /// As [`point`], keeping the file's dictionaries in `dictionaries`.
+    fn point_keeping(
+        bytes: &Bytes,
+        wanted: &[String],
+        columns: &[usize],
+        ranges: Option<&dyn Fn(usize) -> BTreeSet<(u64, u64)>>,
+        dictionaries: &Dictionaries,
+    ) -> (Result<Vec<RecordBatch>, Skip>, u64) {
         let md = metadata(bytes);
         let schema = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .unwrap()
@@ -1223,24 +1299,28 @@ mod tests {
         let got = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(read_rows(&mut reader, &md, &schema, columns, &plan, wanted));
+            .block_on(read_rows(
+                &mut reader,
+                FileMeta {
+                    md: &md,
+                    schema: &schema,
+                    order: &PageOrder::of(&md),
+                    dictionaries,
+                },
+                columns,
+                &plan,
+                wanted,
+            ));
         (got, read.load(Ordering::Relaxed))
     }
 
     async fn read_rows(
         reader: &mut Counted,
-        md: &ParquetMetaData,
-        schema: &Schema,
+        file: FileMeta<'_>,
         columns: &[usize],
         plan: &FilePlan,
         keys: &[String],
     ) -> Result<Vec<RecordBatch>, Skip> {
-        let order = PageOrder::of(md);
-        let file = FileMeta {
-            md,
-            schema,
-            order: &order,
-        };
         read(reader, file, 0, columns, plan, keys).await
     }
 
@@ -1364,6 +1444,38 @@ mod tests {
         let (got, read_absent) = point(&bytes, &[absent], &columns, Some(&only));
         assert!(got.unwrap().is_empty());
         assert!(read_absent < read / 5, "{read_absent} against {read}");
+    }
+
+    /// A file's small dictionaries are read and decoded once: a second read of the same rows
+    /// fetches fewer bytes and answers the same.
+    #[test]
+    fn small_dictionaries_are_read_once_per_file() {
+        let l = Layout {
+            dictionary: true,
+            v2: false,
+            lz4: true,
+            page_rows: 64,
+            page_bytes: None,
+            group_rows: 4096,
+            rows: 8000,
+        };
+        let bytes = file(&l);
+        let dictionaries = Dictionaries::default();
+        let columns: Vec<usize> = (0..12).collect();
+        let key = vec!["k01234".to_string()];
+        let (first, read_first) = point_keeping(&bytes, &key, &columns, None, &dictionaries);
+        let (again, read_again) = point_keeping(&bytes, &key, &columns, None, &dictionaries);
+        let (first, again) = (first.unwrap(), again.unwrap());
+        assert_eq!(first.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+        assert_eq!(first, again);
+        assert!(read_again < read_first, "{read_again} against {read_first}");
+        let fresh = point(&bytes, &key, &columns, None).1;
+        assert_eq!(
+            fresh, read_first,
+            "a fresh file's dictionaries are read again"
+        );
+        let kept = dictionaries.kept.lock().unwrap();
+        assert!(!kept.by_chunk.is_empty() && kept.bytes <= KEPT_PER_FILE);
     }
 
     #[test]
