@@ -1403,17 +1403,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_one_key_read_fetches_its_pages_only() {
-        let l = Layout {
-            dictionary: false,
+    /// `batch` as a Parquet file written with `props`.
+    fn written(batch: &RecordBatch, props: WriterProperties) -> Bytes {
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
+        w.write(batch).unwrap();
+        w.close().unwrap();
+        Bytes::from(buf)
+    }
+
+    /// 8,000 rows in groups of 4,096, pages of 64 rows, LZ4.
+    fn small_pages(dictionary: bool) -> Layout {
+        Layout {
+            dictionary,
             v2: false,
             lz4: true,
             page_rows: 64,
             page_bytes: None,
             group_rows: 4096,
             rows: 8000,
-        };
+        }
+    }
+
+    #[test]
+    fn a_one_key_read_fetches_its_pages_only() {
+        let l = small_pages(false);
         let bytes = file(&l);
         let md = metadata(&bytes);
         let key_pages = md.offset_index().unwrap()[0][0].page_locations().clone();
@@ -1450,15 +1464,7 @@ mod tests {
     /// fetches fewer bytes and answers the same.
     #[test]
     fn small_dictionaries_are_read_once_per_file() {
-        let l = Layout {
-            dictionary: true,
-            v2: false,
-            lz4: true,
-            page_rows: 64,
-            page_bytes: None,
-            group_rows: 4096,
-            rows: 8000,
-        };
+        let l = small_pages(true);
         let bytes = file(&l);
         let dictionaries = Dictionaries::default();
         let columns: Vec<usize> = (0..12).collect();
@@ -1534,11 +1540,7 @@ mod tests {
             .set_writer_version(WriterVersion::PARQUET_2_0)
             .set_dictionary_enabled(false)
             .build();
-        let mut buf = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        let (got, _) = point(&Bytes::from(buf), &["b".into()], &[0], None);
+        let (got, _) = point(&written(&batch, props), &["b".into()], &[0], None);
         assert_eq!(got.unwrap_err(), "encoding not read here");
     }
 
@@ -1578,11 +1580,7 @@ mod tests {
             .set_data_page_size_limit(64 << 20)
             .set_write_batch_size(n)
             .build();
-        let mut buf = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        let bytes = Bytes::from(buf);
+        let bytes = written(&batch, props);
         let md = metadata(&bytes);
         let locations = md.offset_index().unwrap()[0][1].page_locations().clone();
         assert_eq!(locations.len(), 1, "one page");
