@@ -282,7 +282,7 @@ impl Engine {
                     .or_default()
                     .entry((p.first_row, p.rows))
                     .or_default()
-                    .push(n);
+                    .add(n);
             }
         }
         let read = Arc::new(FileRead {
@@ -352,7 +352,8 @@ struct FileRead {
     footers: Vec<Arc<Footer>>,
     /// The keys looked up.
     keys: Arc<[String]>,
-    /// The same, as the record reader checks them (made when it first reads).
+    /// The same as a set: for the record reader, and for point reads of pages that may hold
+    /// more keys than are worth comparing one by one (made when first needed).
     wanted: OnceLock<Arc<Wanted>>,
     /// Per catalog column: read it (else it is answered as nulls).
     read: Vec<bool>,
@@ -362,6 +363,12 @@ struct FileRead {
 }
 
 impl FileRead {
+    /// The keys as a set, made when first needed.
+    fn wanted(&self) -> &Arc<Wanted> {
+        self.wanted
+            .get_or_init(|| Arc::new(Wanted::new(&self.keys)))
+    }
+
     /// The rows of file `i` (0-based) whose key is wanted, from the pages in `plan`.
     async fn file(
         &self,
@@ -399,7 +406,9 @@ impl FileRead {
                 order: &footer.pages,
                 dictionaries: &footer.dictionaries,
             };
-            match point::read(&mut reader, file, key_idx, &columns, &plan, &self.keys).await {
+            let any = |k: &[u8]| self.wanted().holds(k);
+            let (plan, keys) = (&plan, &self.keys);
+            match point::read(&mut reader, file, key_idx, &columns, plan, keys, &any).await {
                 Ok(batches) => return self.in_catalog_order(table, i, footer, batches),
                 Err(why) => {
                     tracing::debug!(file = %meta.location, why, "point read left to the record reader")
@@ -426,10 +435,7 @@ impl FileRead {
                 selectors.push(RowSelector::skip((total - at) as usize));
             }
         }
-        let wanted = self
-            .wanted
-            .get_or_init(|| Arc::new(Wanted::new(&self.keys)))
-            .clone();
+        let wanted = self.wanted().clone();
         let predicate = ArrowPredicateFn::new(
             ProjectionMask::leaves(descr, [key_idx]),
             move |b: RecordBatch| {
@@ -492,7 +498,8 @@ impl FileRead {
     }
 }
 
-/// The keys of one lookup, as the record reader checks every row it reads against them.
+/// The keys of one lookup as a set: the record reader checks every row it reads against it,
+/// and point reads the rows of a page that may hold more keys than are worth comparing singly.
 enum Wanted {
     /// One key (a Lookup or Verify): compared in place, no hashing per row.
     One(String),
@@ -505,6 +512,14 @@ impl Wanted {
         match keys {
             [one] => Self::One(one.clone()),
             _ => Self::Many(KeySet::new(keys)),
+        }
+    }
+
+    /// Whether a key (as stored) is wanted.
+    fn holds(&self, key: &[u8]) -> bool {
+        match self {
+            Self::One(one) => one.as_bytes() == key,
+            Self::Many(set) => set.contains(key),
         }
     }
 

@@ -288,12 +288,15 @@ impl Header {
     }
 }
 
-/// The encodings read here, by their number in parquet.thrift.
+/// The encodings read here, by their number in parquet.thrift (`BIT_PACKED` as some writers
+/// name the levels of a column that has none).
 fn encoding(n: i64) -> Result<Encoding, Skip> {
+    #[allow(deprecated)]
     Ok(match n {
         0 => Encoding::PLAIN,
         2 => Encoding::PLAIN_DICTIONARY,
         3 => Encoding::RLE,
+        4 => Encoding::BIT_PACKED,
         8 => Encoding::RLE_DICTIONARY,
         _ => return Err("encoding not read here"),
     })
@@ -369,11 +372,13 @@ impl<'a> Compact<'a> {
             return Ok(None);
         }
         let delta = i64::from(b >> 4);
+        // Field ids are 16-bit: a longer one is damage (and must not overflow the next delta).
         let id = if delta == 0 {
             self.int()?
         } else {
             *last + delta
         };
+        i16::try_from(id).map_err(|_| "page header field id out of range")?;
         *last = id;
         Ok(Some((id, b & 0x0f)))
     }
@@ -421,12 +426,13 @@ impl<'a> Compact<'a> {
                 let n = self.varint()?;
                 if n > 0 {
                     let types = self.byte()?;
-                    for _ in 0..n.min(self.left()) {
+                    // Each entry takes two bytes at least.
+                    if n > self.left() / 2 {
+                        return Err("page header cut short");
+                    }
+                    for _ in 0..n {
                         self.element(types >> 4, depth)?;
                         self.element(types & 0x0f, depth)?;
-                    }
-                    if n > self.left() {
-                        return Err("page header cut short");
                     }
                 }
             }
@@ -502,6 +508,17 @@ mod tests {
             let _ = read(&b, Compression::LZ4_RAW, Want::Whole);
             let _ = read(&b, Compression::UNCOMPRESSED, Want::Rows { upto: 1, of: 9 });
         }
+    }
+
+    #[test]
+    fn a_field_id_past_16_bits_is_refused() {
+        // Field id i64::MAX (long form, an i32), then a field one past it (short form).
+        let mut header = vec![
+            0x05, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ];
+        header.extend([0x00, 0x15, 0x02, 0x00]);
+        let got = read(&Bytes::from(header), Compression::LZ4_RAW, Want::Whole);
+        assert_eq!(got.unwrap_err(), "page header field id out of range");
     }
 
     #[test]

@@ -42,7 +42,38 @@ const PAGES_AT_ONCE: usize = 256;
 
 /// Rows of one file: row group → page row ranges (first row, rows) → the keys (by their
 /// number among those looked up) whose rows the range may hold; sorted.
-pub(crate) type FilePlan = BTreeMap<usize, BTreeMap<(u64, u64), Vec<u32>>>;
+pub(crate) type FilePlan = BTreeMap<usize, BTreeMap<(u64, u64), PageKeys>>;
+
+/// Keys one page is checked against, at most: beyond, a set of all the keys is cheaper (and
+/// a page's list must not grow with the batch, as it would where pages' key ranges overlap).
+const PAGE_KEYS: usize = 8;
+
+/// The keys a page range may hold, by their number among those looked up; or, past
+/// [`PAGE_KEYS`] of them, any of them.
+#[derive(Debug, Clone)]
+pub(crate) struct PageKeys(Option<Vec<u32>>);
+
+impl Default for PageKeys {
+    fn default() -> Self {
+        Self(Some(Vec::new()))
+    }
+}
+
+impl PageKeys {
+    /// Adds key number `n`.
+    pub(crate) fn add(&mut self, n: u32) {
+        if let Some(list) = &mut self.0 {
+            if list.contains(&n) {
+                return;
+            }
+            if list.len() == PAGE_KEYS {
+                self.0 = None;
+                return;
+            }
+            list.push(n);
+        }
+    }
+}
 
 /// What a point read needs to know of a file, all of it read once with its footer.
 #[derive(Clone, Copy)]
@@ -151,9 +182,9 @@ fn in_order(locations: &[PageLocation], total: u64) -> bool {
 }
 
 /// Every row in the pages of `plan` whose key (leaf column `key`) is one of `keys` the plan
-/// names for its page, with the leaf columns `columns` (which hold `key` when it is to be
-/// answered), one batch per group of pages. `Err` says why the record reader must read them
-/// instead.
+/// names for its page (or, where it names any, one `any` accepts), with the leaf columns
+/// `columns` (which hold `key` when it is to be answered), one batch per group of pages. `Err`
+/// says why the record reader must read them instead.
 ///
 /// Each page's rows are compared with its own keys (a lookup's one, a batch's one or two a
 /// page), not looked up in a set of the whole batch: cheaper for every row read.
@@ -164,6 +195,7 @@ pub(crate) async fn read<R: AsyncFileReader>(
     columns: &[usize],
     plan: &FilePlan,
     keys: &[String],
+    any: &(dyn Fn(&[u8]) -> bool + Sync),
 ) -> Result<Vec<RecordBatch>, Skip> {
     let FileMeta {
         md,
@@ -215,18 +247,31 @@ pub(crate) async fn read<R: AsyncFileReader>(
             order.trusted(g, key),
         )?;
         // Each key page with the keys it may hold.
-        let mut pages: BTreeMap<usize, Vec<&[u8]>> = BTreeMap::new();
+        let mut pages: BTreeMap<usize, PageKeys> = BTreeMap::new();
         for (&(first, rows), numbers) in ranges {
-            let mine = numbers
-                .iter()
-                .map(|&n| keys.get(n as usize).map(String::as_bytes))
-                .collect::<Option<Vec<_>>>()
-                .ok_or("key number")?;
             for p in key_chunk.pages_over(first..first.saturating_add(rows)) {
-                pages.entry(p).or_default().extend(&mine);
+                let page = pages.entry(p).or_default();
+                match &numbers.0 {
+                    Some(list) => list.iter().for_each(|&n| page.add(n)),
+                    None => *page = PageKeys(None),
+                }
             }
         }
-        let pages: Vec<(usize, Vec<&[u8]>)> = pages.into_iter().collect();
+        let pages = pages
+            .into_iter()
+            .map(|(p, numbers)| {
+                let mine = numbers.0.map(|list| {
+                    list.iter()
+                        .map(|&n| keys.get(n as usize).map(String::as_bytes))
+                        .collect::<Option<Vec<_>>>()
+                });
+                match mine {
+                    Some(None) => Err("key number"),
+                    Some(Some(mine)) => Ok((p, Some(mine))),
+                    None => Ok((p, None)),
+                }
+            })
+            .collect::<Result<Vec<_>, Skip>>()?;
         for group in pages.chunks(PAGES_AT_ONCE) {
             let numbers: Vec<usize> = group.iter().map(|(p, _)| *p).collect();
             let fetched = fetch(reader, &[(&key_chunk, &numbers)]).await?;
@@ -235,7 +280,10 @@ pub(crate) async fn read<R: AsyncFileReader>(
             let mut found = Vec::new();
             for (p, mine) in group {
                 let page = key_pages.get(p).ok_or("page")?;
-                page.matching(&|k: &[u8]| mine.contains(&k), &mut found)?;
+                match mine {
+                    Some(mine) => page.matching(&|k: &[u8]| mine.contains(&k), &mut found)?,
+                    None => page.matching(any, &mut found)?,
+                }
                 rows.extend(
                     found
                         .drain(..)
@@ -1285,8 +1333,10 @@ mod tests {
             .unwrap()
             .schema()
             .clone();
-        // Every key in every range: the read must find each in its own page.
-        let every: Vec<u32> = (0..wanted.len() as u32).collect();
+        // Every key in every range: the read must find each in its own page (past eight keys,
+        // a range may hold any of them, as a batch's do where pages overlap).
+        let mut every = PageKeys::default();
+        (0..wanted.len() as u32).for_each(|n| every.add(n));
         let plan: FilePlan = (0..md.num_row_groups())
             .map(|g| {
                 let whole = BTreeSet::from([(0, md.row_group(g).num_rows() as u64)]);
@@ -1321,7 +1371,8 @@ mod tests {
         plan: &FilePlan,
         keys: &[String],
     ) -> Result<Vec<RecordBatch>, Skip> {
-        read(reader, file, 0, columns, plan, keys).await
+        let any = |k: &[u8]| keys.iter().any(|w| w.as_bytes() == k);
+        read(reader, file, 0, columns, plan, keys, &any).await
     }
 
     fn layouts() -> impl Strategy<Value = Layout> {
@@ -1482,6 +1533,21 @@ mod tests {
         );
         let kept = dictionaries.kept.lock().unwrap();
         assert!(!kept.by_chunk.is_empty() && kept.bytes <= KEPT_PER_FILE);
+    }
+
+    /// A page's keys stay a short list, a key added twice counted once; past the limit, the
+    /// page may hold any key, however many more are added.
+    #[test]
+    fn a_page_names_a_few_keys_or_any() {
+        let mut keys = PageKeys::default();
+        for n in (0..PAGE_KEYS as u32).chain([3, 0]) {
+            keys.add(n);
+        }
+        assert_eq!(keys.0.as_deref().map(<[u32]>::len), Some(PAGE_KEYS));
+        keys.add(PAGE_KEYS as u32);
+        assert!(keys.0.is_none());
+        (0..100_000).for_each(|n| keys.add(n));
+        assert!(keys.0.is_none());
     }
 
     #[test]
