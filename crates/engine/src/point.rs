@@ -73,6 +73,24 @@ impl PageKeys {
             list.push(n);
         }
     }
+
+    /// Adds every key `other` names (any of them, if it names any).
+    fn merge(&mut self, other: &PageKeys) {
+        match &other.0 {
+            Some(list) => list.iter().for_each(|&n| self.add(n)),
+            None => self.0 = None,
+        }
+    }
+
+    /// Whether `key` is one of the `keys` named here (or one `any` accepts, if any is named).
+    fn holds(&self, keys: &[String], any: &(dyn Fn(&[u8]) -> bool + Sync), key: &[u8]) -> bool {
+        match &self.0 {
+            Some(list) => list
+                .iter()
+                .any(|&n| keys.get(n as usize).is_some_and(|k| k.as_bytes() == key)),
+            None => any(key),
+        }
+    }
 }
 
 /// What a point read needs to know of a file, all of it read once with its footer.
@@ -250,28 +268,10 @@ pub(crate) async fn read<R: AsyncFileReader>(
         let mut pages: BTreeMap<usize, PageKeys> = BTreeMap::new();
         for (&(first, rows), numbers) in ranges {
             for p in key_chunk.pages_over(first..first.saturating_add(rows)) {
-                let page = pages.entry(p).or_default();
-                match &numbers.0 {
-                    Some(list) => list.iter().for_each(|&n| page.add(n)),
-                    None => *page = PageKeys(None),
-                }
+                pages.entry(p).or_default().merge(numbers);
             }
         }
-        let pages = pages
-            .into_iter()
-            .map(|(p, numbers)| {
-                let mine = numbers.0.map(|list| {
-                    list.iter()
-                        .map(|&n| keys.get(n as usize).map(String::as_bytes))
-                        .collect::<Option<Vec<_>>>()
-                });
-                match mine {
-                    Some(None) => Err("key number"),
-                    Some(Some(mine)) => Ok((p, Some(mine))),
-                    None => Ok((p, None)),
-                }
-            })
-            .collect::<Result<Vec<_>, Skip>>()?;
+        let pages: Vec<(usize, PageKeys)> = pages.into_iter().collect();
         for group in pages.chunks(PAGES_AT_ONCE) {
             let numbers: Vec<usize> = group.iter().map(|(p, _)| *p).collect();
             let fetched = fetch(reader, &[(&key_chunk, &numbers)]).await?;
@@ -280,10 +280,7 @@ pub(crate) async fn read<R: AsyncFileReader>(
             let mut found = Vec::new();
             for (p, mine) in group {
                 let page = key_pages.get(p).ok_or("page")?;
-                match mine {
-                    Some(mine) => page.matching(&|k: &[u8]| mine.contains(&k), &mut found)?,
-                    None => page.matching(any, &mut found)?,
-                }
+                page.matching(&|k: &[u8]| mine.holds(keys, any, k), &mut found)?;
                 rows.extend(
                     found
                         .drain(..)
