@@ -3,6 +3,7 @@
 use crate::keyindex::KeyIndex;
 use crate::point::{Dictionaries, PageOrder};
 use crate::{DataProblem, DataRoot, Error, Result};
+use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use citybrain_catalog::TableManifest;
 use citybrain_types::DataType;
@@ -13,12 +14,13 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::MetadataFetch;
+use parquet::basic::{Encoding, PageType};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{
     PageIndexPolicy, ParquetColumnIndex, ParquetMetaData, ParquetMetaDataReader,
 };
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,9 @@ pub struct DataInfo {
     /// Per text column, the average bytes of its values, where every file records them
     /// (Parquet size statistics). Lets SQL choose how to hold the column.
     pub text_bytes_per_value: BTreeMap<String, u64>,
+    /// Text columns whose every data page in every file is dictionary-encoded (their values
+    /// can be read as a dictionary's keys, without copying a value per row).
+    pub dictionary_text: BTreeSet<String>,
 }
 
 /// A footer read from storage, valid while the file keeps its size and modification time.
@@ -85,6 +90,30 @@ fn text_bytes_per_value(footers: &[Arc<Footer>], column: &str) -> Option<u64> {
         (bytes / values) as u64
     } else {
         0
+    })
+}
+
+/// Whether every data page of a column in every file is dictionary-encoded, as the footers'
+/// page encoding statistics record.
+fn all_dictionary_pages(footers: &[Arc<Footer>], column: &str) -> bool {
+    let dictionary =
+        |e: &Encoding| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY);
+    footers.iter().all(|footer| {
+        let Some(i) = leaf_column(&footer.metadata, column) else {
+            return false;
+        };
+        footer.metadata.row_groups().iter().all(|rg| {
+            let c = rg.column(i);
+            let pages_recorded = match (c.page_encoding_stats_mask(), c.page_encoding_stats()) {
+                (Some(mask), _) => mask.encodings().all(|e| dictionary(&e)),
+                (None, Some(stats)) => stats
+                    .iter()
+                    .filter(|s| matches!(s.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2))
+                    .all(|s| dictionary(&s.encoding)),
+                (None, None) => false,
+            };
+            c.dictionary_page_offset().is_some() && pages_recorded
+        })
     })
 }
 
@@ -185,6 +214,7 @@ impl Engine {
             bytes: 0,
             row_groups: 0,
             text_bytes_per_value: BTreeMap::new(),
+            dictionary_text: BTreeSet::new(),
         };
         let footers = self.checked_footers(table, &files).await?;
         for (meta, footer) in files.iter().zip(&footers) {
@@ -197,6 +227,9 @@ impl Engine {
                 && let Some(average) = text_bytes_per_value(&footers, &c.name)
             {
                 info.text_bytes_per_value.insert(c.name.clone(), average);
+            }
+            if c.data_type == DataType::String && all_dictionary_pages(&footers, &c.name) {
+                info.dictionary_text.insert(c.name.clone());
             }
         }
         Ok(info)
@@ -307,6 +340,13 @@ impl Engine {
     pub fn cached_footer(&self, path: &ObjectPath) -> Option<(ObjectMeta, Arc<ParquetMetaData>)> {
         self.cached(path.as_ref())
             .map(|f| (f.object.clone(), f.metadata.clone()))
+    }
+
+    /// The Arrow schema of a file whose footer this engine holds, with the file as it was
+    /// listed when the footer was read (the caller checks it is still current).
+    pub fn cached_file_schema(&self, path: &ObjectPath) -> Option<(ObjectMeta, SchemaRef)> {
+        self.cached(path.as_ref())
+            .map(|f| (f.object.clone(), f.arrow.schema().clone()))
     }
 }
 

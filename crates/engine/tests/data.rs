@@ -74,6 +74,28 @@ async fn counts_come_from_the_files() {
 }
 
 #[tokio::test]
+async fn text_held_in_dictionary_pages_alone_is_named() {
+    let (_dir, engine) = setup();
+    let residents = manifest(
+        "population.residents",
+        "population/residents",
+        &[
+            ("id_number", DataType::String),
+            ("town", DataType::String),
+            ("gender", DataType::String),
+            ("birth_date", DataType::Date),
+        ],
+    );
+    // Towns and genders are written with a dictionary in every file; ID numbers as plain
+    // values; dates are not text.
+    let info = engine.table_data(&residents).await.unwrap();
+    assert_eq!(
+        info.dictionary_text.into_iter().collect::<Vec<_>>(),
+        ["gender", "town"]
+    );
+}
+
+#[tokio::test]
 async fn a_corrupt_file_fails_only_its_table() {
     let (dir, engine) = setup();
     let residents = manifest(

@@ -32,6 +32,7 @@ use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::object_store::ObjectMeta;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use scan::GovernedTable;
@@ -353,7 +354,21 @@ impl Analytics {
                     schema
                 }
             };
-            let table = GovernedTable::new(&s.manifest, s.policy.clone(), url, &short);
+            let engine = self.engine.clone();
+            let schema_of: scan::FileSchemas = Arc::new(move |file: &ObjectMeta| {
+                engine
+                    .cached_file_schema(&file.location)
+                    .filter(|(held, _)| {
+                        held.size == file.size && held.last_modified == file.last_modified
+                    })
+                    .map(|(_, schema)| schema)
+            });
+            let files = scan::FileHints {
+                views: short,
+                dictionaries: data.dictionary_text,
+                schema_of: Some(schema_of),
+            };
+            let table = GovernedTable::new(&s.manifest, s.policy.clone(), url, files);
             schema
                 .register_table(table_name.to_owned(), Arc::new(table))
                 .map_err(internal)?;

@@ -38,16 +38,22 @@ use citybrain_catalog::TableManifest;
 use citybrain_governance::{Mode, Policy};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema, Statistics};
+use datafusion::common::{Column, DFSchema, ScalarValue, Statistics};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::physical_plan::{FileGroup, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
+use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::utils::conjunction;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
+};
+use datafusion::object_store::ObjectMeta;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::filter_pushdown::FilterPushdown;
@@ -83,21 +89,183 @@ pub struct GovernedTable {
     schema: SchemaRef,
     /// The table's schema as its files are read (text as views).
     read_schema: SchemaRef,
+    files: FileHints,
+}
+
+/// What a table's footers say about reading its files.
+#[derive(Clone, Default)]
+pub(crate) struct FileHints {
+    /// Text columns to read as string views.
+    pub(crate) views: BTreeSet<String>,
+    /// Text columns whose every page is dictionary-encoded.
+    pub(crate) dictionaries: BTreeSet<String>,
+    /// A file's own Arrow schema, if its footer is held and the file has not changed since.
+    pub(crate) schema_of: Option<FileSchemas>,
+}
+
+/// A file's own Arrow schema, if known.
+pub(crate) type FileSchemas = Arc<dyn Fn(&ObjectMeta) -> Option<SchemaRef> + Send + Sync>;
+
+impl fmt::Debug for FileHints {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("FileHints")
+            .field("views", &self.views)
+            .field("dictionaries", &self.dictionaries)
+            .field("schema_of", &self.schema_of.is_some())
+            .finish()
+    }
+}
+
+/// How a text column read only for a condition is held: a dictionary's keys, with the
+/// dictionary's values once per page of values.
+fn dictionary_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// `schema` with the text columns named in `keyed` as [`dictionary_type`].
+fn keyed_schema(schema: &Schema, keyed: &BTreeSet<&str>) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                if keyed.contains(f.name().as_str()) =>
+            {
+                f.as_ref().clone().with_data_type(dictionary_type())
+            }
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// The column a condition compares with values only, if `e` is one: `c = v` (or another
+/// comparison), `c IN (v, ...)`, `c IS [NOT] NULL`. Such a comparison is decided once per
+/// dictionary value when `c` is read as dictionary keys.
+fn compared_column(e: &Expr) -> Option<&str> {
+    let literal = |e: &Expr| matches!(e, Expr::Literal(..));
+    match e {
+        Expr::BinaryExpr(b) if compares(b.op) => match (&*b.left, &*b.right) {
+            (Expr::Column(c), v) | (v, Expr::Column(c)) if literal(v) => Some(&c.name),
+            _ => None,
+        },
+        Expr::InList(l) if l.list.iter().all(literal) => match &*l.expr {
+            Expr::Column(c) => Some(&c.name),
+            _ => None,
+        },
+        Expr::IsNull(c) | Expr::IsNotNull(c) => match &**c {
+            Expr::Column(c) => Some(&c.name),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether `op` compares its operands by value.
+fn compares(op: Operator) -> bool {
+    use Operator::*;
+    matches!(
+        op,
+        Eq | NotEq | Lt | LtEq | Gt | GtEq | IsDistinctFrom | IsNotDistinctFrom
+    )
+}
+
+/// Whether `conditions` read `column` only in comparisons with values ([`compared_column`]).
+fn only_compared(conditions: &[Expr], column: &str) -> bool {
+    let (mut all, mut compared) = (0usize, 0usize);
+    for e in conditions {
+        let _ = e.apply(|e| {
+            match e {
+                Expr::Column(c) if c.name == column => all += 1,
+                e if compared_column(e) == Some(column) => compared += 1,
+                _ => {}
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+    }
+    all == compared
+}
+
+/// `e` with the text values compared with a column in `keyed` as plain strings, the
+/// dictionary's value type (the planner made them views, as the table reads that column; a
+/// view compared with dictionary keys would turn every key into a view).
+fn plain_text_values(e: Expr, keyed: &BTreeSet<&str>) -> Result<Expr> {
+    let plain = |v: Expr| match v {
+        Expr::Literal(ScalarValue::Utf8View(s) | ScalarValue::LargeUtf8(s), m) => {
+            Expr::Literal(ScalarValue::Utf8(s), m)
+        }
+        other => other,
+    };
+    e.transform(|e| {
+        if !compared_column(&e).is_some_and(|c| keyed.contains(c)) {
+            return Ok(Transformed::no(e));
+        }
+        Ok(Transformed::yes(match e {
+            Expr::BinaryExpr(b) => Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(plain(*b.left)),
+                b.op,
+                Box::new(plain(*b.right)),
+            )),
+            Expr::InList(l) => Expr::InList(InList::new(
+                l.expr,
+                l.list.into_iter().map(plain).collect(),
+                l.negated,
+            )),
+            other => other,
+        }))
+    })
+    .map(|t| t.data)
+}
+
+/// `plan`, a Parquet file scan, with each file's columns named in `keyed` read as
+/// [`dictionary_type`] straight from their pages. A file whose own schema `schema_of` does not
+/// know is read as it is and its values converted, which gives the same rows.
+fn read_keyed(
+    plan: Arc<dyn ExecutionPlan>,
+    keyed: &BTreeSet<&str>,
+    schema_of: &FileSchemas,
+) -> Arc<dyn ExecutionPlan> {
+    let Some(exec) = plan.downcast_ref::<DataSourceExec>() else {
+        return plan;
+    };
+    let Some((config, _)) = exec.downcast_to_file_source::<ParquetSource>() else {
+        return plan;
+    };
+    let mut config = config.clone();
+    config.file_groups = config
+        .file_groups
+        .iter()
+        .map(|group| {
+            let files = group
+                .iter()
+                .map(|f| match schema_of(&f.object_meta) {
+                    Some(own) => f
+                        .clone()
+                        .with_arrow_schema(Arc::new(keyed_schema(&own, keyed))),
+                    None => f.clone(),
+                })
+                .collect();
+            match group.file_statistics(None) {
+                Some(s) => FileGroup::new(files).with_statistics(Arc::new(s.clone())),
+                None => FileGroup::new(files),
+            }
+        })
+        .collect();
+    Arc::new(exec.clone().with_data_source(Arc::new(config)))
 }
 
 /// Bytes a string view holds inside itself.
 pub(crate) const INLINE_BYTES: u64 = 12;
 
 impl GovernedTable {
-    /// `views`: text columns to read as string views.
     pub(crate) fn new(
         manifest: &TableManifest,
         policy: Arc<Policy>,
         url: ListingTableUrl,
-        views: &BTreeSet<String>,
+        files: FileHints,
     ) -> Self {
         let read_type = |f: &Field| match f.data_type() {
-            DataType::Utf8 if views.contains(f.name()) => DataType::Utf8View,
+            DataType::Utf8 if files.views.contains(f.name()) => DataType::Utf8View,
             other => other.clone(),
         };
         // Unmasked columns are passed on as read; masked ones in the mask's type.
@@ -131,6 +299,7 @@ impl GovernedTable {
             key_index,
             schema: Arc::new(Schema::new(fields)),
             read_schema: Arc::new(Schema::new(read)),
+            files,
         }
     }
 
@@ -300,15 +469,41 @@ impl TableProvider for GovernedTable {
             .filter(|(_, i)| raw.contains(i))
             .map(|(j, _)| j)
             .collect();
+        // Text read only for a lent condition, where every page holds a dictionary's keys, is
+        // read as those keys: the condition is decided once per dictionary value, and no value
+        // is copied per row. It is dropped once the condition is applied, so its type is the
+        // file scan's own.
+        let table_schema = self.policy.table_schema();
+        let keyed: BTreeSet<&str> = match &self.files.schema_of {
+            Some(_) => read
+                .iter()
+                .filter(|i| !raw.contains(i))
+                .map(|&i| table_schema.field(i).name().as_str())
+                .filter(|name| {
+                    self.files.dictionaries.contains(*name) && only_compared(&lent, name)
+                })
+                .collect(),
+            None => BTreeSet::new(),
+        };
+        let lent = match keyed.is_empty() {
+            true => lent,
+            false => lent
+                .into_iter()
+                .map(|e| plain_text_values(e, &keyed))
+                .collect::<Result<_>>()?,
+        };
         let raw: Vec<usize> = raw.into_iter().collect();
         // The session's Parquet settings (bloom filters are not read: see the crate docs).
         let format = ParquetFormat::default().with_options(state.default_table_options().parquet);
         let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
         let config = ListingTableConfig::new(self.url.clone())
             .with_listing_options(options)
-            .with_schema(self.read_schema.clone());
+            .with_schema(Arc::new(keyed_schema(&self.read_schema, &keyed)));
         let files = ListingTable::try_new(config)?;
-        let inner = files.scan(state, Some(&read), &[], None).await?;
+        let mut inner = files.scan(state, Some(&read), &[], None).await?;
+        if let (false, Some(schema_of)) = (keyed.is_empty(), &self.files.schema_of) {
+            inner = read_keyed(inner, &keyed, schema_of);
+        }
         let inner = self.narrowed(state, inner, lent, kept)?;
         let schema = Arc::new(self.schema.project(&shown)?);
         let partitions = inner.output_partitioning().partition_count();
@@ -603,8 +798,11 @@ mod tests {
         mode: Mode,
     ) -> GovernedTable {
         let manifest = manifest();
-        let views = ["town".to_owned()].into();
-        GovernedTable::new(&manifest, Arc::new(policy(row_filter, mode)), url, &views)
+        let files = FileHints {
+            views: ["town".to_owned()].into(),
+            ..FileHints::default()
+        };
+        GovernedTable::new(&manifest, Arc::new(policy(row_filter, mode)), url, files)
     }
 
     /// The grant of [`residents_granted`], compiled.
@@ -1020,6 +1218,78 @@ mod tests {
             .downcast_ref::<CachedParquetMetaData>()
             .expect("parquet metadata");
         assert!(Arc::ptr_eq(shared.parquet_metadata(), &held));
+    }
+
+    #[tokio::test]
+    async fn a_column_only_compared_with_values_is_read_as_dictionary_keys() {
+        use crate::{Analytics, Limits, Source};
+        use citybrain_engine::{DataRoot, Engine};
+        let root = tempfile::tempdir().expect("dir");
+        let dir = root.path().join("population").join("residents");
+        std::fs::create_dir_all(&dir).expect("dir");
+        write_residents(&dir);
+        let engine = Arc::new(Engine::new(DataRoot::local(root.path()).expect("root")));
+        let analytics = Analytics::new(engine, Limits::default()).expect("analytics");
+        let sources = [Source {
+            manifest: manifest(),
+            policy: Arc::new(policy(None, Mode::Read)),
+        }];
+        // Town, written with a dictionary, is read as its keys where the query only compares
+        // it with values and does not show it; otherwise as the table's text. Same answers.
+        let keys = dictionary_type();
+        for (sql, expected, town) in [
+            (
+                "SELECT count(*) FROM population.residents WHERE town = '大沥镇'",
+                200,
+                &keys,
+            ),
+            (
+                "SELECT count(*) FROM population.residents WHERE town IN ('大沥镇', '罗村街道')",
+                200,
+                &keys,
+            ),
+            (
+                "SELECT count(*) FROM population.residents \
+                 WHERE town <> '大沥镇' AND id_number >= '440605000000000150'",
+                50,
+                &keys,
+            ),
+            (
+                "SELECT count(*) FROM population.residents WHERE town >= '桂' OR town IS NULL",
+                200,
+                &keys,
+            ),
+            (
+                "SELECT count(*) FROM population.residents WHERE town LIKE '大%'",
+                200,
+                &DataType::Utf8View,
+            ),
+            (
+                "SELECT count(*) FROM population.residents WHERE town = '大沥镇' OR town = id_number",
+                200,
+                &DataType::Utf8View,
+            ),
+            (
+                "SELECT count(town) FROM population.residents WHERE town = '大沥镇'",
+                200,
+                &DataType::Utf8View,
+            ),
+        ] {
+            let (ctx, logical, _) = analytics.plan(&sources, sql).await.expect(sql);
+            let plan = ctx.state().create_physical_plan(&logical).await.expect(sql);
+            let read = file_scan(&plan).schema();
+            assert_eq!(
+                read.field_with_name("town").expect(sql).data_type(),
+                town,
+                "{sql}"
+            );
+            let answer = analytics.run(&sources, sql).await.expect(sql);
+            let n = answer.batches[0]
+                .column(0)
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0);
+            assert_eq!(n, expected, "{sql}");
+        }
     }
 
     #[tokio::test]
