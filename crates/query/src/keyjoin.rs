@@ -6,7 +6,8 @@
 //! buckets, chain links and keys lie in four places, and hash-repartitions both sides of a large
 //! join first. This join keeps the build side's batches as they came (small ones gathered into
 //! full ones), indexes them with an open-addressed table (in parts, one per partition of the
-//! query up to 16, chosen by the key's hash, each sized for its own rows) whose slots hold a
+//! query up to 16, chosen by the key's hash, each sized for its own rows to be about three
+//! quarters full, not rounded up to a power of two) whose slots hold a
 //! byte of tag (7 bits of the key's hash), read eight at a time, beside the number of the
 //! newest row with that key (each row linked to the previous one with its key), and probes each
 //! partition of the probe side as it comes: neither side is repartitioned. A probe for an
@@ -51,7 +52,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use std::fmt;
 use std::hash::BuildHasher;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
@@ -380,11 +381,14 @@ struct Table {
     tags: Vec<u64>,
     /// Each slot's newest row with its key.
     ids: Vec<u32>,
-    /// Each part's first group, and its groups less one (each part has a power of two, sized
-    /// for the rows it holds).
+    /// Each part's first group and its number of groups, sized for the rows it holds.
     parts: Vec<(usize, usize)>,
     /// For each row, the previous row with the same key.
     previous: Vec<AtomicU32>,
+    /// One bit per row: whether it has a previous row with its key. Most keys are held once,
+    /// and this (a bit a row, mostly cached) spares their matches a read of [`Self::previous`]
+    /// (four bytes a row, mostly not).
+    chained: Vec<AtomicU64>,
     seed: u64,
     _reservations: Vec<MemoryReservation>,
 }
@@ -522,7 +526,7 @@ impl Table {
             .clamp(1, 16)
             .next_power_of_two();
         let mut index = MemoryConsumer::new("KeyJoin index").register(context.memory_pool());
-        index.try_grow(rows * size_of::<u32>())?;
+        index.try_grow(rows * size_of::<u32>() + rows.div_ceil(64) * size_of::<u64>())?;
         // A key that is not a column is computed into arrays of its own, held with the index.
         let computed = key.downcast_ref::<Column>().is_none();
         let keys = batches
@@ -552,6 +556,7 @@ impl Table {
             ids: Vec::new(),
             parts: Vec::new(),
             previous: (0..rows).map(|_| AtomicU32::new(NONE)).collect(),
+            chained: (0..rows.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             seed: std::collections::hash_map::RandomState::new()
                 .hash_one(0x6b65_795f_6a6f_696e_u64),
             _reservations: Vec::new(),
@@ -575,8 +580,11 @@ impl Table {
 
     /// The group after `g` in its part.
     fn next_group(&self, part: u8, g: usize) -> usize {
-        let (first, mask) = self.parts[usize::from(part)];
-        first + ((g - first + 1) & mask)
+        let (first, groups) = self.parts[usize::from(part)];
+        match g + 1 == first + groups {
+            true => first,
+            false => g + 1,
+        }
     }
 
     /// Rows of each of `parts` parts (as chosen by their keys' hashes), counted side by side.
@@ -619,7 +627,7 @@ impl Table {
         let sizes: Vec<usize> = self
             .count_parts(parts)?
             .into_iter()
-            .map(|n| ((n + n / 3 + 1).next_power_of_two() / 8).max(1))
+            .map(|n| (n + n / 3 + 1).div_ceil(8))
             .collect();
         let groups: usize = sizes.iter().sum();
         if groups.saturating_mul(8) >= NONE as usize {
@@ -635,10 +643,14 @@ impl Table {
             .iter()
             .map(|&n| {
                 first += n;
-                (first - n, n - 1)
+                (first - n, n)
             })
             .collect();
-        let (rows, previous, seed, spans) = (&self.rows, &self.previous, self.seed, &self.parts);
+        let (rows, seed, spans) = (&self.rows, self.seed, &self.parts);
+        let chains = Chains {
+            previous: &self.previous,
+            chained: &self.chained,
+        };
         std::thread::scope(|scope| {
             let (mut tags_left, mut ids_left) = (&mut self.tags[..], &mut self.ids[..]);
             for (p, &n) in sizes.iter().enumerate() {
@@ -658,15 +670,28 @@ impl Table {
                                 let (q, g, tag) = home_in(spans, hash(seed, keys.value(i)?));
                                 (usize::from(q) == p).then(|| (i, g - first, tag))
                             }));
-                            // Bring the chunk's groups in together (see `matches`); the inserts
-                            // then find them cached.
+                            // Bring the chunk's groups in together (see `matches`), then the
+                            // keys of the rows whose tags match (a key held again, or a tag
+                            // alike by chance): the inserts then find them cached.
                             let touched = chunk.iter().fold(0, |t, &(_, g, _)| {
                                 t ^ part.tags[g] ^ u64::from(part.ids[g * 8])
                             });
                             std::hint::black_box(touched);
+                            let touched = chunk.iter().fold(0u8, |t, &(_, g, tag)| {
+                                let mut matches = tag_matches(part.tags[g], tag);
+                                let mut t = t;
+                                while matches != 0 {
+                                    let slot = g * 8 + (matches.trailing_zeros() / 8) as usize;
+                                    matches &= matches - 1;
+                                    let key = rows.key(part.ids[slot]);
+                                    t ^= key.first().copied().unwrap_or_default();
+                                }
+                                t
+                            });
+                            std::hint::black_box(touched);
                             for &(i, g, tag) in &chunk {
                                 let id = ((b as u32) << rows.row_bits) | i as u32;
-                                part.insert(rows, previous, g, tag, id);
+                                part.insert(rows, chains, g, tag, id);
                             }
                         }
                     }
@@ -678,7 +703,11 @@ impl Table {
 
     /// The row before `id` with its key, or [`NONE`].
     fn previous(&self, id: u32) -> u32 {
-        self.previous[self.rows.number(id)].load(Ordering::Relaxed)
+        let n = self.rows.number(id);
+        match (self.chained[n / 64].load(Ordering::Relaxed) >> (n % 64)) & 1 {
+            0 => NONE,
+            _ => self.previous[n].load(Ordering::Relaxed),
+        }
     }
 
     /// Each non-null row of `keys` with the newest build row of its key, in row order.
@@ -746,16 +775,31 @@ impl Table {
 }
 
 /// A hash's part (chosen by its high half), its group (the part's first group plus its place
-/// in the part, from its low bits) and its tag (its top 7 bits), in an index of `parts` (each
-/// part's first group and its groups less one; a power of two of them).
+/// in the part, scaled from its low 32 bits) and its tag (its top 7 bits), in an index of
+/// `parts` (each part's first group and number of groups).
 fn home_in(parts: &[(usize, usize)], hash: u64) -> (u8, usize, u8) {
     let part = (hash >> 32) as usize & (parts.len() - 1);
-    let (first, mask) = parts[part];
+    let (first, groups) = parts[part];
     (
         part as u8,
-        first + (hash as usize & mask),
+        first + (((hash & 0xffff_ffff) * groups as u64) >> 32) as usize,
         (hash >> 57) as u8,
     )
+}
+
+/// Where an insert records a row's previous row with the same key.
+#[derive(Clone, Copy)]
+struct Chains<'a> {
+    previous: &'a [AtomicU32],
+    chained: &'a [AtomicU64],
+}
+
+impl Chains<'_> {
+    /// Records that row number `n` follows row `id` with the same key.
+    fn link(&self, n: usize, id: u32) {
+        self.previous[n].store(id, Ordering::Relaxed);
+        self.chained[n / 64].fetch_or(1 << (n % 64), Ordering::Relaxed);
+    }
 }
 
 /// One part of a table's groups, being built.
@@ -766,7 +810,7 @@ struct Part<'a> {
 
 impl Part<'_> {
     /// Puts row `id` in the index, from the part's group `g`.
-    fn insert(&mut self, rows: &Rows, previous: &[AtomicU32], mut g: usize, tag: u8, id: u32) {
+    fn insert(&mut self, rows: &Rows, chains: Chains, mut g: usize, tag: u8, id: u32) {
         let key = rows.key(id);
         loop {
             let group = self.tags[g];
@@ -775,7 +819,7 @@ impl Part<'_> {
                 let slot = g * 8 + (matches.trailing_zeros() / 8) as usize;
                 matches &= matches - 1;
                 if same(rows.key(self.ids[slot]), key) {
-                    previous[rows.number(id)].store(self.ids[slot], Ordering::Relaxed);
+                    chains.link(rows.number(id), self.ids[slot]);
                     self.ids[slot] = id;
                     return;
                 }
