@@ -38,8 +38,9 @@ pub struct DataInfo {
     /// Per text column, the average bytes of its values, where every file records them
     /// (Parquet size statistics). Lets SQL choose how to hold the column.
     pub text_bytes_per_value: BTreeMap<String, u64>,
-    /// Text columns whose every data page in every file is dictionary-encoded (their values
-    /// can be read as a dictionary's keys, without copying a value per row).
+    /// Text columns whose every data page in every file is dictionary-encoded, each dictionary
+    /// page of at most 32 KiB stored (their values can be read as a small dictionary's keys,
+    /// without copying a value per row).
     pub dictionary_text: BTreeSet<String>,
 }
 
@@ -93,9 +94,14 @@ fn text_bytes_per_value(footers: &[Arc<Footer>], column: &str) -> Option<u64> {
     })
 }
 
+/// Most bytes a column chunk's dictionary page may take, stored, for the column to be read as
+/// dictionary keys: a condition on keys is decided once per dictionary value for each batch read,
+/// so a dictionary nearly as long as the batch would cost more than the values themselves.
+const KEYED_DICTIONARY_BYTES: i64 = 32 << 10;
+
 /// Whether every data page of a column in every file is dictionary-encoded, as the footers'
-/// page encoding statistics record.
-fn all_dictionary_pages(footers: &[Arc<Footer>], column: &str) -> bool {
+/// page encoding statistics record, each dictionary page under [`KEYED_DICTIONARY_BYTES`].
+fn small_dictionaries_only(footers: &[Arc<Footer>], column: &str) -> bool {
     let dictionary =
         |e: &Encoding| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY);
     footers.iter().all(|footer| {
@@ -112,7 +118,11 @@ fn all_dictionary_pages(footers: &[Arc<Footer>], column: &str) -> bool {
                     .all(|s| dictionary(&s.encoding)),
                 (None, None) => false,
             };
-            c.dictionary_page_offset().is_some() && pages_recorded
+            // The dictionary page comes first in its chunk, right before the data pages.
+            let small = c.dictionary_page_offset().is_some_and(|d| {
+                (0..=KEYED_DICTIONARY_BYTES).contains(&(c.data_page_offset() - d))
+            });
+            small && pages_recorded
         })
     })
 }
@@ -228,7 +238,7 @@ impl Engine {
             {
                 info.text_bytes_per_value.insert(c.name.clone(), average);
             }
-            if c.data_type == DataType::String && all_dictionary_pages(&footers, &c.name) {
+            if c.data_type == DataType::String && small_dictionaries_only(&footers, &c.name) {
                 info.dictionary_text.insert(c.name.clone());
             }
         }

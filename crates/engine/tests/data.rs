@@ -96,6 +96,41 @@ async fn text_held_in_dictionary_pages_alone_is_named() {
 }
 
 #[tokio::test]
+async fn a_long_dictionary_is_not_named() {
+    use arrow::array::{RecordBatch, StringArray};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("test").join("codes");
+    std::fs::create_dir_all(&files).unwrap();
+    // 20,000 distinct codes, each twice: every page dictionary-encoded, the dictionary about
+    // 400 KB. Three kinds: a dictionary of a few bytes.
+    let rows = 40_000u64;
+    let code = |i: u64| format!("{:016x}", (i % 20_000).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let codes = StringArray::from_iter_values((0..rows).map(code));
+    let kinds = StringArray::from_iter_values((0..rows).map(|i| ["a", "b", "c"][(i % 3) as usize]));
+    let batch = RecordBatch::try_from_iter([
+        ("code", Arc::new(codes) as _),
+        ("kind", Arc::new(kinds) as _),
+    ])
+    .unwrap();
+    let file = std::fs::File::create(files.join("part-0.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let engine = Engine::new(DataRoot::parse(&format!("file://{}", dir.path().display())).unwrap());
+    let table = manifest(
+        "test.codes",
+        "test/codes",
+        &[("code", DataType::String), ("kind", DataType::String)],
+    );
+    let info = engine.table_data(&table).await.unwrap();
+    assert_eq!(
+        info.dictionary_text.into_iter().collect::<Vec<_>>(),
+        ["kind"]
+    );
+}
+
+#[tokio::test]
 async fn a_corrupt_file_fails_only_its_table() {
     let (dir, engine) = setup();
     let residents = manifest(
