@@ -670,23 +670,10 @@ impl Table {
                                 let (q, g, tag) = home_in(spans, hash(seed, keys.value(i)?));
                                 (usize::from(q) == p).then(|| (i, g - first, tag))
                             }));
-                            // Bring the chunk's groups in together (see `matches`), then the
-                            // keys of the rows whose tags match (a key held again, or a tag
-                            // alike by chance): the inserts then find them cached.
+                            // Bring the chunk's groups in together (see `matches`); the inserts
+                            // then find them cached.
                             let touched = chunk.iter().fold(0, |t, &(_, g, _)| {
                                 t ^ part.tags[g] ^ u64::from(part.ids[g * 8])
-                            });
-                            std::hint::black_box(touched);
-                            let touched = chunk.iter().fold(0u8, |t, &(_, g, tag)| {
-                                let mut matches = tag_matches(part.tags[g], tag);
-                                let mut t = t;
-                                while matches != 0 {
-                                    let slot = g * 8 + (matches.trailing_zeros() / 8) as usize;
-                                    matches &= matches - 1;
-                                    let key = rows.key(part.ids[slot]);
-                                    t ^= key.first().copied().unwrap_or_default();
-                                }
-                                t
                             });
                             std::hint::black_box(touched);
                             for &(i, g, tag) in &chunk {

@@ -30,8 +30,8 @@
 //! text is read as plain strings, which a filter copies.
 //!
 //! A text column read only for a lent condition that compares it with values, where every page
-//! of every file is dictionary-encoded, is read as the dictionary's keys: the condition is decided
-//! once per dictionary value. It is dropped once the condition is applied, so no one sees the type.
+//! of every file is dictionary-encoded with a small dictionary, is read as the dictionary's keys:
+//! the condition is decided once per dictionary value. It is dropped once the condition is applied, so no one sees the type.
 
 use arrow::array::{
     ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, new_null_array,
@@ -101,7 +101,7 @@ pub struct GovernedTable {
 pub(crate) struct FileHints {
     /// Text columns to read as string views.
     pub(crate) views: BTreeSet<String>,
-    /// Text columns whose every page is dictionary-encoded.
+    /// Text columns whose every page is dictionary-encoded, with small dictionaries.
     pub(crate) dictionaries: BTreeSet<String>,
     /// A file's own Arrow schema, if its footer is held and the file has not changed since.
     pub(crate) schema_of: Option<FileSchemas>,
@@ -262,6 +262,7 @@ fn read_keyed(
 pub(crate) const INLINE_BYTES: u64 = 12;
 
 impl GovernedTable {
+    /// `manifest`'s table under `policy`, its files at `url` read as `files` says.
     pub(crate) fn new(
         manifest: &TableManifest,
         policy: Arc<Policy>,
