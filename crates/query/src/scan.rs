@@ -31,7 +31,8 @@
 //!
 //! A text column read only for a lent condition that compares it with values, where every page
 //! of every file is dictionary-encoded with a small dictionary, is read as the dictionary's keys:
-//! the condition is decided once per dictionary value. It is dropped once the condition is applied, so no one sees the type.
+//! the condition is decided once per dictionary value. It is dropped once the condition is
+//! applied, so no one sees the type.
 
 use arrow::array::{
     ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, new_null_array,
