@@ -1150,22 +1150,59 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn sql_reads_the_engines_footers_and_keeps_no_copy_of_its_own() {
-        use crate::{Analytics, Limits, Source};
+    /// SQL over the residents of [`write_residents`] in a data root of their own, under the
+    /// read grant of [`policy`] without a row filter.
+    struct Served {
+        _root: tempfile::TempDir,
+        /// The residents' directory.
+        dir: std::path::PathBuf,
+        engine: Arc<citybrain_engine::Engine>,
+        analytics: crate::Analytics,
+        sources: [crate::Source; 1],
+    }
+
+    /// The count a `SELECT count(*) ...` gives.
+    async fn counted(analytics: &crate::Analytics, sources: &[crate::Source], sql: &str) -> i64 {
+        let answer = analytics.run(sources, sql).await.expect(sql);
+        answer.batches[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0)
+    }
+
+    fn served() -> Served {
         use citybrain_engine::{DataRoot, Engine};
-        use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
-        use datafusion::parquet::file::page_index::column_index::ColumnIndexMetaData;
         let root = tempfile::tempdir().expect("dir");
         let dir = root.path().join("population").join("residents");
         std::fs::create_dir_all(&dir).expect("dir");
         write_residents(&dir);
         let engine = Arc::new(Engine::new(DataRoot::local(root.path()).expect("root")));
-        let analytics = Analytics::new(engine.clone(), Limits::default()).expect("analytics");
-        let sources = [Source {
+        let analytics =
+            crate::Analytics::new(engine.clone(), crate::Limits::default()).expect("analytics");
+        let sources = [crate::Source {
             manifest: manifest(),
             policy: Arc::new(policy(None, Mode::Read)),
         }];
+        Served {
+            _root: root,
+            dir,
+            engine,
+            analytics,
+            sources,
+        }
+    }
+
+    #[tokio::test]
+    async fn sql_reads_the_engines_footers_and_keeps_no_copy_of_its_own() {
+        use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
+        use datafusion::parquet::file::page_index::column_index::ColumnIndexMetaData;
+        let Served {
+            _root,
+            engine,
+            analytics,
+            sources,
+            ..
+        } = served();
         // Conditions on a column without a column index (town) and on the key, whose pages
         // may still be pruned: the answers are exact.
         for (sql, expected) in [
@@ -1189,12 +1226,7 @@ mod tests {
                 5,
             ),
         ] {
-            let answer = analytics.run(&sources, sql).await.expect(sql);
-            let n = answer.batches[0]
-                .column(0)
-                .as_primitive::<arrow::datatypes::Int64Type>()
-                .value(0);
-            assert_eq!(n, expected, "{sql}");
+            assert_eq!(counted(&analytics, &sources, sql).await, expected, "{sql}");
         }
         // The engine holds the footer with the column index of the key and of the columns of
         // numbers and dates (birth_date) alone.
@@ -1228,18 +1260,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_column_only_compared_with_values_is_read_as_dictionary_keys() {
-        use crate::{Analytics, Limits, Source};
-        use citybrain_engine::{DataRoot, Engine};
-        let root = tempfile::tempdir().expect("dir");
-        let dir = root.path().join("population").join("residents");
-        std::fs::create_dir_all(&dir).expect("dir");
-        write_residents(&dir);
-        let engine = Arc::new(Engine::new(DataRoot::local(root.path()).expect("root")));
-        let analytics = Analytics::new(engine, Limits::default()).expect("analytics");
-        let sources = [Source {
-            manifest: manifest(),
-            policy: Arc::new(policy(None, Mode::Read)),
-        }];
+        let Served {
+            _root,
+            analytics,
+            sources,
+            ..
+        } = served();
         // Town, written with a dictionary, is read as its keys where the query only compares
         // it with values and does not show it; otherwise as the table's text. Same answers.
         let keys = dictionary_type();
@@ -1289,12 +1315,7 @@ mod tests {
                 town,
                 "{sql}"
             );
-            let answer = analytics.run(&sources, sql).await.expect(sql);
-            let n = answer.batches[0]
-                .column(0)
-                .as_primitive::<arrow::datatypes::Int64Type>()
-                .value(0);
-            assert_eq!(n, expected, "{sql}");
+            assert_eq!(counted(&analytics, &sources, sql).await, expected, "{sql}");
         }
         // Row groups are still skipped by the keyed column's statistics: the first two hold
         // 桂城街道 alone.
@@ -1309,28 +1330,14 @@ mod tests {
 
     #[tokio::test]
     async fn sql_reads_a_tables_files_as_they_are_at_each_query() {
-        use crate::{Analytics, Limits, Source};
-        use citybrain_engine::{DataRoot, Engine};
-        let root = tempfile::tempdir().expect("dir");
-        let dir = root.path().join("population").join("residents");
-        std::fs::create_dir_all(&dir).expect("dir");
-        write_residents(&dir);
-        let engine = Arc::new(Engine::new(DataRoot::local(root.path()).expect("root")));
-        let analytics = Analytics::new(engine, Limits::default()).expect("analytics");
-        let sources = [Source {
-            manifest: manifest(),
-            policy: Arc::new(policy(None, Mode::Read)),
-        }];
-        let count = |sql: &'static str| {
-            let (analytics, sources) = (&analytics, &sources);
-            async move {
-                let answer = analytics.run(sources, sql).await.expect(sql);
-                answer.batches[0]
-                    .column(0)
-                    .as_primitive::<arrow::datatypes::Int64Type>()
-                    .value(0)
-            }
-        };
+        let Served {
+            _root,
+            dir,
+            analytics,
+            sources,
+            ..
+        } = served();
+        let count = |sql: &'static str| counted(&analytics, &sources, sql);
         // Counted from the footers, and by scanning.
         let all = "SELECT count(*) FROM population.residents";
         let dali = "SELECT count(*) FROM population.residents WHERE town = '大沥镇'";
