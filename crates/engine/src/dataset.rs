@@ -94,37 +94,41 @@ fn text_bytes_per_value(footers: &[Arc<Footer>], column: &str) -> Option<u64> {
     })
 }
 
-/// Most bytes a column chunk's dictionary page may take, stored, for the column to be read as
+/// Most bytes a column chunk's dictionary page may take as stored (compressed, with its header),
+/// for the column to be read as
 /// dictionary keys: a condition on keys is decided once per dictionary value for each batch read,
 /// so a dictionary nearly as long as the batch would cost more than the values themselves.
 const KEYED_DICTIONARY_BYTES: i64 = 32 << 10;
 
 /// Whether every data page of a column in every file is dictionary-encoded, as the footers'
-/// page encoding statistics record, each dictionary page under [`KEYED_DICTIONARY_BYTES`].
+/// page encoding statistics record, each dictionary page at most [`KEYED_DICTIONARY_BYTES`].
 fn small_dictionaries_only(footers: &[Arc<Footer>], column: &str) -> bool {
     let dictionary =
         |e: &Encoding| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY);
-    footers.iter().all(|footer| {
-        let Some(i) = leaf_column(&footer.metadata, column) else {
-            return false;
-        };
-        footer.metadata.row_groups().iter().all(|rg| {
-            let c = rg.column(i);
-            let pages_recorded = match (c.page_encoding_stats_mask(), c.page_encoding_stats()) {
-                (Some(mask), _) => mask.encodings().all(|e| dictionary(&e)),
-                (None, Some(stats)) => stats
-                    .iter()
-                    .filter(|s| matches!(s.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2))
-                    .all(|s| dictionary(&s.encoding)),
-                (None, None) => false,
+    !footers.is_empty()
+        && footers.iter().all(|footer| {
+            let Some(i) = leaf_column(&footer.metadata, column) else {
+                return false;
             };
-            // The dictionary page comes first in its chunk, right before the data pages.
-            let small = c.dictionary_page_offset().is_some_and(|d| {
-                (0..=KEYED_DICTIONARY_BYTES).contains(&(c.data_page_offset() - d))
-            });
-            small && pages_recorded
+            footer.metadata.row_groups().iter().all(|rg| {
+                let c = rg.column(i);
+                let pages_recorded = match (c.page_encoding_stats_mask(), c.page_encoding_stats()) {
+                    (Some(mask), _) => mask.encodings().all(|e| dictionary(&e)),
+                    (None, Some(stats)) => stats
+                        .iter()
+                        .filter(|s| {
+                            matches!(s.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2)
+                        })
+                        .all(|s| dictionary(&s.encoding)),
+                    (None, None) => false,
+                };
+                // The dictionary page comes first in its chunk, right before the data pages.
+                let small = c.dictionary_page_offset().is_some_and(|d| {
+                    (0..=KEYED_DICTIONARY_BYTES).contains(&(c.data_page_offset() - d))
+                });
+                small && pages_recorded
+            })
         })
-    })
 }
 
 /// Path, size and modification time of a file.

@@ -32,7 +32,9 @@
 //! A text column read only for a lent condition that compares it with values, where every page
 //! of every file is dictionary-encoded with a small dictionary, is read as the dictionary's keys:
 //! the condition is decided once per dictionary value. It is dropped once the condition is
-//! applied, so no one sees the type.
+//! applied, so no one sees the type. (BETWEEN reaches the scan as two comparisons; other
+//! conditions on the column leave it text.) The choice rests on every row's pages, hidden ones
+//! included, and a scan's time on their dictionaries: timing of the same grain as above.
 
 use arrow::array::{
     ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, new_null_array,
