@@ -509,7 +509,9 @@ impl TableProvider for GovernedTable {
             .with_schema(Arc::new(keyed_schema(&self.read_schema, &keyed)));
         let files = ListingTable::try_new(config)?;
         let mut inner = files.scan(state, Some(&read), &[], None).await?;
-        if let (false, Some(schema_of)) = (keyed.is_empty(), &self.files.schema_of) {
+        if let Some(schema_of) = &self.files.schema_of
+            && !keyed.is_empty()
+        {
             inner = read_keyed(inner, &keyed, schema_of);
         }
         let inner = self.narrowed(state, inner, lent, kept)?;
