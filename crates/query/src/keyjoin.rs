@@ -14,6 +14,13 @@
 //! absent key mostly reads one 8-byte group of tags, from an array a sixth the size of
 //! DataFusion's map.
 //!
+//! A probe side that comes in key order, as a base library sorted by ID number does, is served
+//! by another index where every build key is a code (ID numbers, phone numbers; see
+//! [`ordered`]): the keys as numbers, sorted, which each probe batch walks through in order
+//! (a batch out of order is sorted first). The first probe batch read, by whichever partition
+//! reads first, decides: the build side is indexed once that batch is in, and in key order if
+//! its keys (at least 256) are.
+//!
 //! It replaces a hash join only where it gives the same rows: an inner join with one key pair,
 //! text or bytes on both sides, no other condition, nulls never equal, no row limit. Rows come
 //! out in probe order, in the hash join's schema and with its projection. It runs after
@@ -41,6 +48,7 @@ use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::joins::HashJoinExec;
 use datafusion::physical_plan::joins::utils::adjust_right_output_partitioning;
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
@@ -53,8 +61,10 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, ready};
+
+mod ordered;
 
 /// DataFusion's physical optimizer rules with [`KeyJoinRule`] right after join selection.
 pub(crate) fn optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
@@ -120,6 +130,9 @@ pub(crate) struct KeyJoinExec {
     properties: Arc<PlanProperties>,
     /// The build side, started by the first partition executed and shared by all.
     build: Mutex<Option<SharedBuild>>,
+    /// Whether the first probe batch read came in key order, set before the build is indexed.
+    probe_in_order: Arc<OnceLock<bool>>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 type SharedBuild = Shared<BoxFuture<'static, Result<Arc<Table>, Arc<DataFusionError>>>>;
@@ -218,6 +231,8 @@ impl KeyJoinExec {
             projection,
             properties: Arc::new(properties),
             build: Mutex::new(None),
+            probe_in_order: Arc::new(OnceLock::new()),
+            metrics: ExecutionPlanMetricsSet::new(),
         })
     }
 
@@ -227,10 +242,16 @@ impl KeyJoinExec {
         build
             .get_or_insert_with(|| {
                 let (left, key, context) = (self.left.clone(), self.on.0.clone(), context.clone());
-                async move { Table::build(left, key, context).await.map(Arc::new) }
-                    .map(|r| r.map_err(Arc::new))
-                    .boxed()
-                    .shared()
+                let in_order = self.probe_in_order.clone();
+                let ordered = MetricBuilder::new(&self.metrics).global_counter("ordered_index");
+                async move {
+                    let table = Table::build(left, key, context, &in_order).await?;
+                    ordered.add(usize::from(table.ordered.is_some()));
+                    Ok(Arc::new(table))
+                }
+                .map(|r| r.map_err(Arc::new))
+                .boxed()
+                .shared()
             })
             .clone()
     }
@@ -280,6 +301,11 @@ impl ExecutionPlan for KeyJoinExec {
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         vec![&self.left, &self.right]
+    }
+
+    /// `ordered_index` is 1 where the build side was indexed in key order (see [`ordered`]).
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 
     fn apply_expressions(
@@ -349,6 +375,8 @@ impl ExecutionPlan for KeyJoinExec {
             build: Build::Waiting(build),
             probe,
             key: self.on.1.clone(),
+            probe_in_order: self.probe_in_order.clone(),
+            early: None,
             columns: self.output_columns(),
             left_columns,
             batch_rows: context.session_config().batch_size().max(1),
@@ -370,10 +398,13 @@ fn tag_matches(group: u64, tag: u8) -> u64 {
     x.wrapping_sub(LOW_BITS) & !x & EMPTY_GROUP
 }
 
-/// The build side: its batches as they came, and an index of their keys.
+/// The build side: its batches as they came, and an index of their keys: the hash index below,
+/// or, for a probe side in key order and keys that are codes, [`ordered::Ordered`].
 struct Table {
     batches: Vec<RecordBatch>,
     rows: Rows,
+    /// The keys in order, where they are; the hash index's fields are then empty.
+    ordered: Option<ordered::Ordered>,
     /// Open addressing in groups of eight slots: each slot's tag (7 bits of its key's hash, or
     /// `0x80` when empty), one byte each. A probe for an absent key mostly reads one group.
     /// The groups are split into parts (the query's partitions, up to 16, as a power of two),
@@ -470,11 +501,13 @@ async fn read_partition(
 }
 
 impl Table {
-    /// Reads every partition of `left` (each on its own task) and indexes the rows by `key`.
+    /// Reads every partition of `left` (each on its own task) and indexes the rows by `key`: in
+    /// key order where `probe_in_order` says the probe side comes so and the keys allow it.
     async fn build(
         left: Arc<dyn ExecutionPlan>,
         key: PhysicalExprRef,
         context: Arc<TaskContext>,
+        probe_in_order: &OnceLock<bool>,
     ) -> Result<Self> {
         let partitions = left.output_partitioning().partition_count();
         let target = context.session_config().batch_size().max(1);
@@ -526,7 +559,6 @@ impl Table {
             .clamp(1, 16)
             .next_power_of_two();
         let mut index = MemoryConsumer::new("KeyJoin index").register(context.memory_pool());
-        index.try_grow(rows * size_of::<u32>() + rows.div_ceil(64) * size_of::<u64>())?;
         // A key that is not a column is computed into arrays of its own, held with the index.
         let computed = key.downcast_ref::<Column>().is_none();
         let keys = batches
@@ -552,18 +584,25 @@ impl Table {
                 row_bits,
                 starts,
             },
+            ordered: None,
             tags: Vec::new(),
             ids: Vec::new(),
             parts: Vec::new(),
-            previous: (0..rows).map(|_| AtomicU32::new(NONE)).collect(),
-            chained: (0..rows.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            previous: Vec::new(),
+            chained: Vec::new(),
             seed: std::collections::hash_map::RandomState::new()
                 .hash_one(0x6b65_795f_6a6f_696e_u64),
             _reservations: Vec::new(),
         };
+        let in_order = probe_in_order.get().copied().unwrap_or(false);
         // Hashing and inserting millions of keys would hold a worker of the query's runtime.
         SpawnedTask::spawn_blocking(move || {
-            table.index(parts, &mut index)?;
+            if in_order {
+                table.ordered = ordered::Ordered::build(&table.rows, parts, &mut index)?;
+            }
+            if table.ordered.is_none() {
+                table.index(parts, rows, &mut index)?;
+            }
             reservations.push(index);
             table._reservations = reservations;
             Ok(table)
@@ -623,7 +662,15 @@ impl Table {
     /// holds, at most three quarters full: each keeps an empty slot, so every probe and every
     /// insert ends, however unevenly the keys fall. A key repeated many times is counted as
     /// many times, and makes its own part large, not the others.
-    fn index(&mut self, parts: usize, reservation: &mut MemoryReservation) -> Result<()> {
+    fn index(
+        &mut self,
+        parts: usize,
+        rows: usize,
+        reservation: &mut MemoryReservation,
+    ) -> Result<()> {
+        reservation.try_grow(rows * size_of::<u32>() + rows.div_ceil(64) * size_of::<u64>())?;
+        self.previous = (0..rows).map(|_| AtomicU32::new(NONE)).collect();
+        self.chained = (0..rows.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
         let sizes: Vec<usize> = self
             .count_parts(parts)?
             .into_iter()
@@ -688,6 +735,15 @@ impl Table {
         Ok(())
     }
 
+    /// The build row at `at` (from [`Self::matches`], or from this step before it), and where
+    /// the next row with its key is, or [`NONE`].
+    fn step(&self, at: u32) -> (u32, u32) {
+        match &self.ordered {
+            Some(ordered) => ordered.step(at),
+            None => (at, self.previous(at)),
+        }
+    }
+
     /// The row before `id` with its key, or [`NONE`].
     fn previous(&self, id: u32) -> u32 {
         let n = self.rows.number(id);
@@ -697,7 +753,8 @@ impl Table {
         }
     }
 
-    /// Each non-null row of `keys` with the newest build row of its key, in row order.
+    /// Each non-null row of `keys` whose key is held, in row order, with where its build rows
+    /// begin for [`Self::step`]: in the hash index, the newest build row of its key.
     ///
     /// The work is done in steps over chunks of rows, each step a short loop: hash the keys,
     /// read each row's first group of tags, look for the tag in it, then read the candidates'
@@ -705,6 +762,13 @@ impl Table {
     /// a short loop lets the processor have many reads under way at once, where a loop doing
     /// all the work for one row waits on each in turn.
     fn matches(&self, keys: &Keys) -> Vec<(u32, u32)> {
+        if let Some(ordered) = &self.ordered {
+            return match keys {
+                Keys::Binary(a) => ordered.matches(a),
+                Keys::LargeBinary(a) => ordered.matches(a),
+                Keys::View(a) => ordered.matches(a),
+            };
+        }
         match keys {
             Keys::Binary(a) => self.matches_in(a),
             Keys::LargeBinary(a) => self.matches_in(a),
@@ -958,11 +1022,11 @@ enum Build {
 /// A probe batch being matched, and how far.
 struct Pending {
     batch: RecordBatch,
-    /// Its matched rows, each with the newest build row of its key.
+    /// Its matched rows, each with where its build rows begin ([`Table::matches`]).
     matched: Vec<(u32, u32)>,
     /// The next of `matched` to give out.
     at: usize,
-    /// The next build row for `matched[at]`, or [`NONE`] to begin with its newest.
+    /// Where the next build row for `matched[at]` is, or [`NONE`] to begin with its first.
     next: u32,
 }
 
@@ -972,6 +1036,10 @@ struct ProbeStream {
     build: Build,
     probe: SendableRecordBatchStream,
     key: PhysicalExprRef,
+    /// Set from the first probe batch read by any partition, before the build side is indexed.
+    probe_in_order: Arc<OnceLock<bool>>,
+    /// A probe batch read to set `probe_in_order`, to be matched once the build side is ready.
+    early: Option<RecordBatch>,
     columns: Vec<usize>,
     left_columns: usize,
     batch_rows: usize,
@@ -994,13 +1062,13 @@ impl ProbeStream {
         let (mut build, mut probe) = (Vec::new(), Vec::new());
         let build_columns = self.columns.iter().any(|&c| c < self.left_columns);
         while p.at < p.matched.len() && probe.len() < self.batch_rows {
-            let (row, newest) = p.matched[p.at];
-            let id = if p.next == NONE { newest } else { p.next };
+            let (row, first) = p.matched[p.at];
+            let (id, next) = table.step(if p.next == NONE { first } else { p.next });
             if build_columns {
                 build.push(table.rows.locate(id));
             }
             probe.push(row);
-            p.next = table.previous(id);
+            p.next = next;
             if p.next == NONE {
                 p.at += 1;
             }
@@ -1037,16 +1105,38 @@ impl Stream for ProbeStream {
         let this = self.get_mut();
         let table = match &mut this.build {
             Build::Ready(table) => table.clone(),
-            Build::Waiting(build) => match ready!(build.poll_unpin(cx)) {
-                Ok(table) => {
-                    this.build = Build::Ready(table.clone());
-                    table
+            Build::Waiting(build) => {
+                // The build side's index waits for the probe side's first batch, which tells
+                // whether it comes in key order. A probe side with no rows needs no build side.
+                if this.probe_in_order.get().is_none() && this.early.is_none() {
+                    match ready!(this.probe.poll_next_unpin(cx)) {
+                        None => return Poll::Ready(None),
+                        Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                        Some(Ok(batch)) => {
+                            let keys = this.key.evaluate(&batch)?.into_array(batch.num_rows());
+                            let in_order = ordered::in_key_order(&Keys::of(keys?)?);
+                            let _ = this.probe_in_order.set(in_order);
+                            this.early = Some(batch);
+                        }
+                    }
                 }
-                Err(e) => return Poll::Ready(Some(Err(DataFusionError::Shared(e)))),
-            },
+                match ready!(build.poll_unpin(cx)) {
+                    Ok(table) => {
+                        this.build = Build::Ready(table.clone());
+                        table
+                    }
+                    Err(e) => return Poll::Ready(Some(Err(DataFusionError::Shared(e)))),
+                }
+            }
         };
-        if table.previous.is_empty() {
+        if table.batches.is_empty() {
             return Poll::Ready(None);
+        }
+        if let Some(batch) = this.early.take() {
+            match this.pending(batch, &table) {
+                Ok(p) => this.pending = Some(p),
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            }
         }
         loop {
             if let Some(mut p) = this.pending.take() {
@@ -1351,14 +1441,15 @@ mod tests {
 
     /// Small build sides of distinct keys over many parts: keys fall unevenly among the parts,
     /// and each part still keeps an empty slot. (Sized as a whole, such a table left some part
-    /// full most of the time, and a probe or insert there never ended.)
+    /// full most of the time, and a probe or insert there never ended.) The probe side comes in
+    /// falling key order, so the hash index serves it.
     #[test]
     fn small_build_sides_over_many_parts_find_every_key() {
         for (partitions, keys) in [(16, 90), (16, 190), (8, 40), (2, 11), (16, 1), (4, 0)] {
             let rows = within_a_minute(count_joined(
                 partitions,
                 id_table(0..keys),
-                id_table(0..400),
+                id_table((0..400).rev()),
             ))
             .expect("join");
             assert_eq!(
@@ -1372,14 +1463,15 @@ mod tests {
     /// One key repeated many times makes its own part of the index large, not every part:
     /// 20,000 rows of one key beside 99 others, in 16 parts, fit a 2 MiB pool. (Sized for the
     /// fullest part, the index alone took 16 parts of 32,768 slots, 2.6 MB, and the query
-    /// failed as out of memory.) The probe side is the larger, so these rows are the build side.
+    /// failed as out of memory.) The probe side is the larger, so these rows are the build side;
+    /// it comes in falling key order, so the hash index serves it.
     #[test]
     fn a_frequent_key_sizes_its_own_part_only() {
         let rows = within_a_minute(async {
             let config = config().with_target_partitions(16).with_batch_size(1 << 15);
             let ctx = context_with(config, true, Some(2 << 20));
             ctx.register_table("l", id_table((0..20_000).map(|_| 0).chain(1..100)))?;
-            ctx.register_table("r", id_table(0..40_000))?;
+            ctx.register_table("r", id_table((0..40_000).rev()))?;
             let (plan, rows) = run(&ctx, "SELECT count(*) FROM l JOIN r ON l.k = r.k").await?;
             assert!(plan.contains("KeyJoinExec"), "{plan}");
             Ok::<_, DataFusionError>(rows)
@@ -1416,6 +1508,133 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("KeyJoin"), "the join ran out: {e}");
+    }
+
+    /// An ID number made from `n`, its check character one of three.
+    fn id_number(n: u64) -> String {
+        format!(
+            "{:017}{}",
+            44_060_519_000_000_000 + n * 13,
+            ["0", "X", "7"][n as usize % 3]
+        )
+    }
+
+    /// A table (k, `value`) of `partitions` of batches of keys, a null for `None`.
+    fn keyed(value: &str, partitions: Vec<Vec<Vec<Option<String>>>>) -> Arc<MemTable> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new(value, DataType::Int64, false),
+        ]));
+        let mut n = 0;
+        let mut batch = |keys: Vec<Option<String>>| {
+            let values: Int64Array = (n..n + keys.len() as i64).collect();
+            n += keys.len() as i64;
+            let keys: StringArray = keys.into_iter().collect();
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(keys), Arc::new(values)])
+                .expect("batch")
+        };
+        let partitions = partitions
+            .into_iter()
+            .map(|batches| batches.into_iter().map(&mut batch).collect())
+            .collect();
+        Arc::new(MemTable::try_new(schema, partitions).expect("table"))
+    }
+
+    /// The join's rows (as [`run`] gives them) and whether its build side was indexed in key
+    /// order.
+    async fn run_ordered(ctx: &SessionContext, sql: &str) -> Result<(Vec<String>, usize)> {
+        let plan = ctx.sql(sql).await?.create_physical_plan().await?;
+        let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx()).await?;
+        let mut rows = Vec::new();
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                let row: Vec<String> = b
+                    .columns()
+                    .iter()
+                    .map(|c| array_value_to_string(c, r).expect("value"))
+                    .collect();
+                rows.push(row.join("|"));
+            }
+        }
+        rows.sort();
+        let mut ordered = None;
+        plan.apply(|node| {
+            if node.name() == "KeyJoinExec" {
+                ordered = node.metrics().and_then(|m| m.sum_by_name("ordered_index"));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let ordered = ordered.expect("a key join with its metrics").as_usize();
+        Ok((rows, ordered))
+    }
+
+    /// A probe side whose batches come in key order, over a build side of ID numbers, is
+    /// walked through the build side's keys in order, with the hash join's rows: keys repeated
+    /// on both sides, nulls, a probe key that is not an ID number, a later batch out of order
+    /// and keys the build side lacks. The same join with its first probe batch shuffled, or
+    /// with one build key that is not an ID number, uses the hash index, with the same rows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_probe_side_in_key_order_walks_the_build_keys_in_order() {
+        let build: Vec<Option<String>> = (0..900u64)
+            .map(|i| (i % 50 != 7).then(|| id_number(i * 7 % 1_200)))
+            .collect();
+        let probe = |first: u64| -> Vec<Option<String>> {
+            let mut keys = vec![Some("4406".to_owned())];
+            keys.extend((first..first + 700).map(|n| (n % 40 != 3).then(|| id_number(n / 2))));
+            keys
+        };
+        let mut late = probe(1_400);
+        late.reverse();
+        let shuffled = |first: u64| {
+            let mut keys = probe(first);
+            keys.swap(10, 500);
+            keys
+        };
+        // Whichever partition is read first decides, so each begins alike.
+        let cases = [
+            (
+                build.clone(),
+                vec![vec![probe(0)], vec![probe(700), late.clone()]],
+                1,
+            ),
+            (
+                build.clone(),
+                vec![vec![shuffled(0)], vec![shuffled(700), late.clone()]],
+                0,
+            ),
+            (
+                [build.clone(), vec![Some("k1".to_owned())]].concat(),
+                vec![vec![probe(0)], vec![probe(700), late]],
+                0,
+            ),
+        ];
+        for (case, (build, probe, expected)) in cases.into_iter().enumerate() {
+            let (key_join, hash_join) = (
+                // Batches long enough to show their order (the usual 16 rows are not), and as
+                // many partitions as the probe side has, so its batches are not dealt anew.
+                context_with(
+                    config().with_batch_size(512).with_target_partitions(2),
+                    true,
+                    None,
+                ),
+                context(false, None),
+            );
+            for ctx in [&key_join, &hash_join] {
+                ctx.register_table("l", keyed("v", vec![vec![build.clone()]]))
+                    .expect("l");
+                ctx.register_table("r", keyed("w", probe.clone()))
+                    .expect("r");
+            }
+            let mut matched = 0;
+            for sql in &QUERIES[..3] {
+                let (rows, ordered) = run_ordered(&key_join, sql).await.expect("key join");
+                let (_, reference) = run(&hash_join, sql).await.expect("hash join");
+                assert_eq!(rows, reference, "case {case}: {sql}");
+                assert_eq!(ordered, expected, "case {case}: {sql}");
+                matched += rows.len();
+            }
+            assert!(matched > 1_000, "case {case} matches rows: {matched}");
+        }
     }
 
     /// Equal keys hash alike under one seed; the hash spreads keys that differ in one byte.
