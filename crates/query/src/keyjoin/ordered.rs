@@ -305,6 +305,84 @@ mod tests {
         assert!(numbers.is_sorted(), "numbers out of the keys' order");
     }
 
+    /// Build rows of `keys` (a null for `None`), in one batch.
+    fn rows(keys: &[Option<&str>]) -> Rows {
+        let array: arrow::array::StringArray = keys.iter().copied().collect();
+        Rows {
+            keys: vec![Keys::of(std::sync::Arc::new(array)).expect("keys")],
+            row_bits: 16,
+            starts: vec![0],
+        }
+    }
+
+    fn reservation(pool_bytes: usize) -> MemoryReservation {
+        use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryConsumer, MemoryPool};
+        let pool: std::sync::Arc<dyn MemoryPool> =
+            std::sync::Arc::new(GreedyMemoryPool::new(pool_bytes));
+        MemoryConsumer::new("test").register(&pool)
+    }
+
+    /// Held keys are found with all their rows, in any probe order; a key that is not a code,
+    /// or a pool without room, leaves the build side to the hash index.
+    #[test]
+    fn finds_each_held_key_and_gives_way_to_the_hash_index() {
+        let build = [
+            Some("44060519900101123X"),
+            None,
+            Some("110101200001010019"),
+            Some("44060519900101123X"),
+            Some("440605199001011230"),
+        ];
+        let mut held = reservation(1 << 20);
+        let ordered = Ordered::build(&rows(&build), 2, &mut held)
+            .expect("built")
+            .expect("all codes");
+        assert_eq!(held.size(), build.len() * size_of::<u128>());
+        let probe: arrow::array::BinaryArray = [
+            Some("44060519900101123X"),
+            Some("4406051990010112"),
+            None,
+            Some("110101200001010019"),
+            Some("440605199001011231"),
+            Some("44060519900101123X"),
+        ]
+        .iter()
+        .map(|k| k.map(str::as_bytes))
+        .collect();
+        let rows_of = |at: u32| {
+            let mut found = Vec::new();
+            let mut next = at;
+            while next != NONE {
+                let (row, after) = ordered.step(next);
+                found.push(row);
+                next = after;
+            }
+            found
+        };
+        let found: Vec<(u32, Vec<u32>)> = ordered
+            .matches(&probe)
+            .into_iter()
+            .map(|(row, at)| (row, rows_of(at)))
+            .collect();
+        assert_eq!(found, [(0, vec![0, 3]), (3, vec![2]), (5, vec![0, 3])]);
+
+        let mut refused = reservation(16);
+        assert!(
+            Ordered::build(&rows(&build), 2, &mut refused)
+                .expect("no error")
+                .is_none()
+        );
+        assert_eq!(refused.size(), 0);
+        let mut other = reservation(1 << 20);
+        let mixed = [Some("110101200001010019"), Some("11010120000101001")];
+        assert!(
+            Ordered::build(&rows(&mixed), 2, &mut other)
+                .expect("no error")
+                .is_none()
+        );
+        assert_eq!(other.size(), 0, "the reservation is given back");
+    }
+
     /// Sorting on several threads sorts.
     #[test]
     fn sorts_on_threads() {
