@@ -1270,8 +1270,13 @@ mod tests {
         let plan = ctx.sql(sql).await?.create_physical_plan().await?;
         let text = displayable(plan.as_ref()).indent(true).to_string();
         let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
+        Ok((text, sorted_rows(&batches)))
+    }
+
+    /// Each row of `batches` as text, its values joined by `|`, sorted.
+    fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
         let mut rows = Vec::new();
-        for b in &batches {
+        for b in batches {
             for r in 0..b.num_rows() {
                 let row: Vec<String> = b
                     .columns()
@@ -1282,7 +1287,7 @@ mod tests {
             }
         }
         rows.sort();
-        Ok((text, rows))
+        rows
     }
 
     fn register(
@@ -1545,18 +1550,7 @@ mod tests {
     async fn run_ordered(ctx: &SessionContext, sql: &str) -> Result<(Vec<String>, usize)> {
         let plan = ctx.sql(sql).await?.create_physical_plan().await?;
         let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx()).await?;
-        let mut rows = Vec::new();
-        for b in &batches {
-            for r in 0..b.num_rows() {
-                let row: Vec<String> = b
-                    .columns()
-                    .iter()
-                    .map(|c| array_value_to_string(c, r).expect("value"))
-                    .collect();
-                rows.push(row.join("|"));
-            }
-        }
-        rows.sort();
+        let rows = sorted_rows(&batches);
         let mut ordered = None;
         plan.apply(|node| {
             if node.name() == "KeyJoinExec" {
