@@ -18,8 +18,8 @@
 //! by another index where every build key is a code (ID numbers, phone numbers; see
 //! [`ordered`]): the keys as numbers, sorted, which each probe batch walks through in order
 //! (a batch out of order is sorted first). The first probe batch read, by whichever partition
-//! reads first, decides: the build side is indexed once that batch is in, and in key order if
-//! its keys (at least 256) are.
+//! reads first, decides: the build side is read and indexed once that batch is in, in key order
+//! if its keys (at least 256) are.
 //!
 //! It replaces a hash join only where it gives the same rows: an inner join with one key pair,
 //! text or bytes on both sides, no other condition, nulls never equal, no row limit. Rows come
@@ -130,7 +130,7 @@ pub(crate) struct KeyJoinExec {
     properties: Arc<PlanProperties>,
     /// The build side, started by the first partition executed and shared by all.
     build: Mutex<Option<SharedBuild>>,
-    /// Whether the first probe batch read came in key order, set before the build is indexed.
+    /// Whether the first probe batch read came in key order, set before the build side is read.
     probe_in_order: Arc<OnceLock<bool>>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -1036,7 +1036,7 @@ struct ProbeStream {
     build: Build,
     probe: SendableRecordBatchStream,
     key: PhysicalExprRef,
-    /// Set from the first probe batch read by any partition, before the build side is indexed.
+    /// Set from the first probe batch read by any partition, before the build side is read.
     probe_in_order: Arc<OnceLock<bool>>,
     /// A probe batch read to set `probe_in_order`, to be matched once the build side is ready.
     early: Option<RecordBatch>,
