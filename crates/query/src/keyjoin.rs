@@ -30,10 +30,10 @@
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BinaryViewArray, GenericBinaryArray, LargeBinaryArray,
-    OffsetSizeTrait, RecordBatch, RecordBatchOptions, UInt32Array,
+    NullArray, OffsetSizeTrait, RecordBatch, RecordBatchOptions, UInt32Array, UInt64Array,
 };
 use arrow::compute::{interleave, take};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{JoinSide, JoinType, NullEquality};
 use datafusion::config::ConfigOptions;
@@ -244,9 +244,14 @@ impl KeyJoinExec {
                 let (left, key, context) = (self.left.clone(), self.on.0.clone(), context.clone());
                 let in_order = self.probe_in_order.clone();
                 let ordered = MetricBuilder::new(&self.metrics).global_counter("ordered_index");
+                let let_go = MetricBuilder::new(&self.metrics).global_counter("keys_as_numbers");
+                // A key column that is not returned may be let go once its keys are numbers.
+                let returned = self.output_columns();
+                let key_returned = move |c: usize| returned.contains(&c);
                 async move {
-                    let table = Table::build(left, key, context, &in_order).await?;
+                    let table = Table::build(left, key, context, &in_order, key_returned).await?;
                     ordered.add(usize::from(table.ordered.is_some()));
+                    let_go.add(usize::from(table.keys_as_numbers));
                     Ok(Arc::new(table))
                 }
                 .map(|r| r.map_err(Arc::new))
@@ -405,6 +410,8 @@ struct Table {
     rows: Rows,
     /// The keys in order, where they are; the hash index's fields are then empty.
     ordered: Option<ordered::Ordered>,
+    /// Whether the key column was read as numbers and let go (see [`ToNumbers`]).
+    keys_as_numbers: bool,
     /// Open addressing in groups of eight slots: each slot's tag (7 bits of its key's hash, or
     /// `0x80` when empty), one byte each. A probe for an absent key mostly reads one group.
     /// The groups are split into parts (the query's partitions, up to 16, as a power of two),
@@ -459,6 +466,98 @@ const REGROUP_ROWS: usize = 1 << 15;
 /// Most rows a build side may have, so rows and slots are numbered well inside 32 bits.
 const MAX_ROWS: usize = 1 << 30;
 
+/// A build side's key column to be read as numbers of codes (see [`ordered::numbers`]) and let
+/// go: where the probe side comes in key order and the column is not returned.
+struct ToNumbers {
+    column: usize,
+    /// The build side's schema with that column's type [`DataType::Null`].
+    schema: SchemaRef,
+}
+
+impl ToNumbers {
+    fn new(schema: &SchemaRef, column: usize) -> Self {
+        let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+        fields[column] = Arc::new(Field::new(fields[column].name(), DataType::Null, true));
+        Self {
+            column,
+            schema: Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+        }
+    }
+}
+
+/// One partition of a build side as read.
+struct ReadPart {
+    batches: Vec<RecordBatch>,
+    /// The key numbers of the first batches, where the key column was let go.
+    numbers: Vec<UInt64Array>,
+    /// The codes those numbers are of, once a key was seen.
+    code: Option<ordered::Code>,
+    reservation: MemoryReservation,
+}
+
+impl ReadPart {
+    /// Keeps `batch`: its key column as numbers while every key so far has been a code.
+    fn push(&mut self, batch: RecordBatch, to_numbers: Option<&ToNumbers>) -> Result<()> {
+        if let Some(to) = to_numbers
+            && self.numbers.len() == self.batches.len()
+            && let Some(numbers) =
+                ordered::numbers(&mut self.code, &Keys::of(batch.column(to.column).clone())?)
+        {
+            let held = batch.get_array_memory_size();
+            let mut columns = batch.columns().to_vec();
+            columns[to.column] = Arc::new(NullArray::new(batch.num_rows()));
+            let batch = RecordBatch::try_new(to.schema.clone(), columns)?;
+            self.reservation
+                .try_grow(batch.get_array_memory_size() + numbers.get_array_memory_size())?;
+            self.reservation.shrink(held);
+            self.numbers.push(numbers);
+            self.batches.push(batch);
+            return Ok(());
+        }
+        self.batches.push(batch);
+        Ok(())
+    }
+
+    /// Puts the key column back as text into each batch whose keys were made numbers.
+    fn restore(&mut self, column: usize, schema: &SchemaRef) -> Result<()> {
+        let numbers = std::mem::take(&mut self.numbers);
+        let freed = restore(
+            &mut self.batches,
+            numbers,
+            self.code,
+            column,
+            schema,
+            &self.reservation,
+        )?;
+        self.reservation.shrink(freed);
+        Ok(())
+    }
+}
+
+/// Puts the key column (at `column` of `schema`) back as text into the first batches, from
+/// their `numbers` of `code`'s codes, the text reserved from `reservation`. Returns the bytes of
+/// the numbers let go.
+fn restore(
+    batches: &mut [RecordBatch],
+    numbers: Vec<UInt64Array>,
+    code: Option<ordered::Code>,
+    column: usize,
+    schema: &SchemaRef,
+    reservation: &MemoryReservation,
+) -> Result<usize> {
+    let key_type = schema.field(column).data_type();
+    let mut freed = 0;
+    for (batch, numbers) in batches.iter_mut().zip(numbers) {
+        let keys = ordered::texts(code, &numbers, key_type)?;
+        reservation.try_grow(keys.get_array_memory_size())?;
+        freed += numbers.get_array_memory_size();
+        let mut columns = batch.columns().to_vec();
+        columns[column] = keys;
+        *batch = RecordBatch::try_new(schema.clone(), columns)?;
+    }
+    Ok(freed)
+}
+
 /// Reads one partition of a build side. Batches under half of `target` rows are gathered into
 /// batches of about `target`: each output batch takes its build columns from every build batch,
 /// so a filtered scan's many small batches would each cost every output batch a little.
@@ -466,51 +565,71 @@ async fn read_partition(
     mut stream: SendableRecordBatchStream,
     reservation: MemoryReservation,
     target: usize,
-) -> Result<(Vec<RecordBatch>, MemoryReservation)> {
+    to_numbers: Option<Arc<ToNumbers>>,
+) -> Result<ReadPart> {
     let schema = stream.schema();
-    let (mut batches, mut small, mut small_rows) = (Vec::new(), Vec::new(), 0);
-    let gather = |small: &mut Vec<RecordBatch>| -> Result<RecordBatch> {
+    let to_numbers = to_numbers.as_deref();
+    let (mut small, mut small_rows) = (Vec::new(), 0);
+    let mut part = ReadPart {
+        batches: Vec::new(),
+        numbers: Vec::new(),
+        code: None,
+        reservation,
+    };
+    let gather = |small: &mut Vec<RecordBatch>, reservation: &MemoryReservation| {
         let held: usize = small.iter().map(|b| b.get_array_memory_size()).sum();
         let whole = arrow::compute::concat_batches(&schema, small.iter())?;
         reservation.try_grow(whole.get_array_memory_size())?;
         reservation.shrink(held);
         small.clear();
-        Ok(whole)
+        Ok::<_, DataFusionError>(whole)
     };
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         if batch.num_rows() == 0 {
             continue;
         }
-        reservation.try_grow(batch.get_array_memory_size())?;
+        part.reservation.try_grow(batch.get_array_memory_size())?;
         if batch.num_rows() >= target / 2 {
-            batches.push(batch);
+            part.push(batch, to_numbers)?;
             continue;
         }
         small_rows += batch.num_rows();
         small.push(batch);
         if small_rows >= target {
-            batches.push(gather(&mut small)?);
+            let whole = gather(&mut small, &part.reservation)?;
+            part.push(whole, to_numbers)?;
             small_rows = 0;
         }
     }
     if !small.is_empty() {
-        batches.push(gather(&mut small)?);
+        let whole = gather(&mut small, &part.reservation)?;
+        part.push(whole, to_numbers)?;
     }
-    Ok((batches, reservation))
+    Ok(part)
 }
 
 impl Table {
     /// Reads every partition of `left` (each on its own task) and indexes the rows by `key`: in
     /// key order where `probe_in_order` says the probe side comes so and the keys allow it.
+    /// Then a key column that is not returned (`key_returned` says, by its place) is read as
+    /// numbers and let go as each batch comes, so the text of the keys is never all held.
     async fn build(
         left: Arc<dyn ExecutionPlan>,
         key: PhysicalExprRef,
         context: Arc<TaskContext>,
         probe_in_order: &OnceLock<bool>,
+        key_returned: impl Fn(usize) -> bool,
     ) -> Result<Self> {
         let partitions = left.output_partitioning().partition_count();
         let target = context.session_config().batch_size().max(1);
+        let in_order = probe_in_order.get().copied().unwrap_or(false);
+        let schema = left.schema();
+        let to_numbers = key
+            .downcast_ref::<Column>()
+            .map(Column::index)
+            .filter(|&c| in_order && !key_returned(c))
+            .map(|c| Arc::new(ToNumbers::new(&schema, c)));
         let mut tasks = Vec::with_capacity(partitions);
         for p in 0..partitions {
             let stream = left.execute(p, context.clone())?;
@@ -520,16 +639,35 @@ impl Table {
                 stream,
                 reservation,
                 target,
+                to_numbers.clone(),
             )));
         }
-        let (mut batches, mut reservations) = (Vec::new(), Vec::new());
+        let mut parts = Vec::with_capacity(partitions);
         for task in tasks {
-            let (b, r) = task
-                .join_unwind()
-                .await
-                .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
-            batches.extend(b);
-            reservations.push(r);
+            parts.push(
+                task.join_unwind()
+                    .await
+                    .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??,
+            );
+        }
+        // The numbers serve only if every key of every part is a code of one length.
+        let mut codes = parts.iter().filter_map(|p| p.code);
+        let code = codes.next();
+        let all_numbers = to_numbers.is_some()
+            && codes.all(|c| Some(c) == code)
+            && parts.iter().all(|p| p.numbers.len() == p.batches.len());
+        if let Some(to) = &to_numbers
+            && !all_numbers
+        {
+            for part in &mut parts {
+                part.restore(to.column, &schema)?;
+            }
+        }
+        let (mut batches, mut numbers, mut reservations) = (Vec::new(), Vec::new(), Vec::new());
+        for part in parts {
+            batches.extend(part.batches);
+            numbers.extend(part.numbers);
+            reservations.push(part.reservation);
         }
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         if rows > MAX_ROWS {
@@ -543,13 +681,27 @@ impl Table {
             // Many short batches beside a long one: cut them anew, all alike. The copy is
             // held beside the batches until they are let go.
             let held: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+            let held = held
+                + numbers
+                    .iter()
+                    .map(|n| n.get_array_memory_size())
+                    .sum::<usize>();
             let copy = MemoryConsumer::new("KeyJoin regroup").register(context.memory_pool());
             copy.try_grow(held)?;
-            let whole = arrow::compute::concat_batches(&left.schema(), &batches)?;
+            let whole = arrow::compute::concat_batches(&batches[0].schema(), &batches)?;
             batches = (0..rows)
                 .step_by(REGROUP_ROWS)
                 .map(|at| whole.slice(at, REGROUP_ROWS.min(rows - at)))
                 .collect();
+            if !numbers.is_empty() {
+                let parts: Vec<&dyn Array> = numbers.iter().map(|n| n as &dyn Array).collect();
+                let whole = arrow::compute::concat(&parts)?;
+                let whole = whole.as_primitive::<UInt64Type>();
+                numbers = (0..rows)
+                    .step_by(REGROUP_ROWS)
+                    .map(|at| whole.slice(at, REGROUP_ROWS.min(rows - at)))
+                    .collect();
+            }
             drop(copy);
             row_bits = REGROUP_ROWS.trailing_zeros();
         }
@@ -559,18 +711,6 @@ impl Table {
             .clamp(1, 16)
             .next_power_of_two();
         let mut index = MemoryConsumer::new("KeyJoin index").register(context.memory_pool());
-        // A key that is not a column is computed into arrays of its own, held with the index.
-        let computed = key.downcast_ref::<Column>().is_none();
-        let keys = batches
-            .iter()
-            .map(|b| {
-                let k = key.evaluate(b)?.into_array(b.num_rows())?;
-                if computed {
-                    index.try_grow(k.get_array_memory_size())?;
-                }
-                Keys::of(k)
-            })
-            .collect::<Result<Vec<_>>>()?;
         let mut starts = Vec::with_capacity(batches.len());
         let mut first = 0;
         for b in &batches {
@@ -580,11 +720,12 @@ impl Table {
         let mut table = Self {
             batches,
             rows: Rows {
-                keys,
+                keys: Vec::new(),
                 row_bits,
                 starts,
             },
             ordered: None,
+            keys_as_numbers: false,
             tags: Vec::new(),
             ids: Vec::new(),
             parts: Vec::new(),
@@ -594,11 +735,36 @@ impl Table {
                 .hash_one(0x6b65_795f_6a6f_696e_u64),
             _reservations: Vec::new(),
         };
-        let in_order = probe_in_order.get().copied().unwrap_or(false);
         // Hashing and inserting millions of keys would hold a worker of the query's runtime.
         SpawnedTask::spawn_blocking(move || {
-            if in_order {
-                table.ordered = ordered::Ordered::build(&table.rows, parts, &mut index)?;
+            if let (Some(to), true) = (&to_numbers, all_numbers) {
+                if let Some(code) = code {
+                    table.ordered =
+                        ordered::Ordered::of_numbers(code, &numbers, row_bits, parts, &mut index)?;
+                    table.keys_as_numbers = table.ordered.is_some();
+                }
+                if table.ordered.is_none() {
+                    // No key, or no room for the ordered index: the hash index needs the text.
+                    let mut freed = restore(
+                        &mut table.batches,
+                        numbers,
+                        code,
+                        to.column,
+                        &schema,
+                        &index,
+                    )?;
+                    for held in &reservations {
+                        let shrink = freed.min(held.size());
+                        held.shrink(shrink);
+                        freed -= shrink;
+                    }
+                }
+            }
+            if table.ordered.is_none() {
+                table.rows.keys = Self::keys(&table.batches, &key, &mut index)?;
+                if in_order && to_numbers.is_none() {
+                    table.ordered = ordered::Ordered::build(&table.rows, parts, &mut index)?;
+                }
             }
             if table.ordered.is_none() {
                 table.index(parts, rows, &mut index)?;
@@ -610,6 +776,26 @@ impl Table {
         .join_unwind()
         .await
         .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))?
+    }
+
+    /// The key of each of `batches`' rows. A key that is not a column is computed into arrays of
+    /// its own, held with the index.
+    fn keys(
+        batches: &[RecordBatch],
+        key: &PhysicalExprRef,
+        index: &mut MemoryReservation,
+    ) -> Result<Vec<Keys>> {
+        let computed = key.downcast_ref::<Column>().is_none();
+        batches
+            .iter()
+            .map(|b| {
+                let k = key.evaluate(b)?.into_array(b.num_rows())?;
+                if computed {
+                    index.try_grow(k.get_array_memory_size())?;
+                }
+                Keys::of(k)
+            })
+            .collect()
     }
 
     /// A hash's part, its group and its tag (see [`home_in`]).
@@ -1545,28 +1731,32 @@ mod tests {
         Arc::new(MemTable::try_new(schema, partitions).expect("table"))
     }
 
-    /// The join's rows (as [`run`] gives them) and whether its build side was indexed in key
-    /// order.
-    async fn run_ordered(ctx: &SessionContext, sql: &str) -> Result<(Vec<String>, usize)> {
+    /// The join's rows (as [`run`] gives them), whether its build side was indexed in key
+    /// order, and whether its key column was let go as numbers.
+    async fn run_ordered(ctx: &SessionContext, sql: &str) -> Result<(Vec<String>, usize, usize)> {
         let plan = ctx.sql(sql).await?.create_physical_plan().await?;
         let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx()).await?;
         let rows = sorted_rows(&batches);
-        let mut ordered = None;
+        let mut metrics = None;
         plan.apply(|node| {
             if node.name() == "KeyJoinExec" {
-                ordered = node.metrics().and_then(|m| m.sum_by_name("ordered_index"));
+                metrics = node.metrics();
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
-        let ordered = ordered.expect("a key join with its metrics").as_usize();
-        Ok((rows, ordered))
+        let metrics = metrics.expect("a key join with its metrics");
+        let count = |name| metrics.sum_by_name(name).map_or(0, |m| m.as_usize());
+        Ok((rows, count("ordered_index"), count("keys_as_numbers")))
     }
 
     /// A probe side whose batches come in key order, over a build side of ID numbers, is
     /// walked through the build side's keys in order, with the hash join's rows: keys repeated
     /// on both sides, nulls, a probe key that is not an ID number, a later batch out of order
-    /// and keys the build side lacks. The same join with its first probe batch shuffled, or
-    /// with one build key that is not an ID number, uses the hash index, with the same rows.
+    /// and keys the build side lacks. A build key column that is not returned is read as
+    /// numbers and let go, batch by batch, in one partition or several. The same join with its
+    /// first probe batch shuffled, or with one build key that is not an ID number (read before
+    /// or after other keys were made numbers, in its partition or another) or keys of two
+    /// lengths, uses the hash index, with the same rows; so does a build side of nulls.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_probe_side_in_key_order_walks_the_build_keys_in_order() {
         let build: Vec<Option<String>> = (0..900u64)
@@ -1584,23 +1774,46 @@ mod tests {
             keys.swap(10, 500);
             keys
         };
+        let in_order = vec![vec![probe(0)], vec![probe(700), late.clone()]];
+        // The build side cut into batches: long ones kept, short ones gathered.
+        let (quarters, halves) = (
+            build.chunks(225).map(<[_]>::to_vec).collect::<Vec<_>>(),
+            build.chunks(450).map(<[_]>::to_vec).collect::<Vec<_>>(),
+        );
+        let phones: Vec<Option<String>> = (0..300u64)
+            .map(|i| Some(format!("{}", 13_800_000_000 + i)))
+            .collect();
+        let not_a_code = vec![Some("k1".to_owned())];
         // Whichever partition is read first decides, so each begins alike.
         let cases = [
+            (vec![vec![build.clone()]], in_order.clone(), 1),
             (
-                build.clone(),
-                vec![vec![probe(0)], vec![probe(700), late.clone()]],
-                1,
-            ),
-            (
-                build.clone(),
+                vec![vec![build.clone()]],
                 vec![vec![shuffled(0)], vec![shuffled(700), late.clone()]],
                 0,
             ),
             (
-                [build.clone(), vec![Some("k1".to_owned())]].concat(),
-                vec![vec![probe(0)], vec![probe(700), late]],
+                vec![vec![[build.clone(), not_a_code.clone()].concat()]],
+                in_order.clone(),
                 0,
             ),
+            // Keys made numbers batch by batch in two partitions.
+            (
+                vec![quarters[..2].to_vec(), quarters[2..].to_vec()],
+                in_order.clone(),
+                1,
+            ),
+            // A key that is not a code after keys already made numbers: their text is put
+            // back for the hash index, in the same partition or in another.
+            (
+                vec![vec![
+                    halves[0].clone(),
+                    [halves[1].clone(), not_a_code].concat(),
+                ]],
+                in_order.clone(),
+                0,
+            ),
+            (vec![halves.clone(), vec![phones]], in_order.clone(), 0),
         ];
         for (case, (build, probe, expected)) in cases.into_iter().enumerate() {
             let (key_join, hash_join) = (
@@ -1614,21 +1827,35 @@ mod tests {
                 context(false, None),
             );
             for ctx in [&key_join, &hash_join] {
-                ctx.register_table("l", keyed("v", vec![vec![build.clone()]]))
+                ctx.register_table("l", keyed("v", build.clone()))
                     .expect("l");
                 ctx.register_table("r", keyed("w", probe.clone()))
                     .expect("r");
             }
             let mut matched = 0;
-            for sql in &QUERIES[..3] {
-                let (rows, ordered) = run_ordered(&key_join, sql).await.expect("key join");
+            for (q, sql) in QUERIES[..3].iter().enumerate() {
+                let (rows, ordered, let_go) = run_ordered(&key_join, sql).await.expect("key join");
                 let (_, reference) = run(&hash_join, sql).await.expect("hash join");
                 assert_eq!(rows, reference, "case {case}: {sql}");
                 assert_eq!(ordered, expected, "case {case}: {sql}");
+                // The first query returns the build side's key; the others do not.
+                let numbers = usize::from(q > 0) * expected;
+                assert_eq!(let_go, numbers, "case {case}: {sql}");
                 matched += rows.len();
             }
             assert!(matched > 1_000, "case {case} matches rows: {matched}");
         }
+        // A build side of nulls alone, its keys made numbers of no code, matches nothing.
+        let ctx = context_with(
+            config().with_batch_size(512).with_target_partitions(2),
+            true,
+            None,
+        );
+        ctx.register_table("l", keyed("v", vec![vec![vec![None; 600]]]))
+            .expect("l");
+        ctx.register_table("r", keyed("w", in_order)).expect("r");
+        let (rows, ordered, let_go) = run_ordered(&ctx, QUERIES[1]).await.expect("key join");
+        assert_eq!((rows.len(), ordered, let_go), (0, 0, 0));
     }
 
     /// Equal keys hash alike under one seed; the hash spreads keys that differ in one byte.

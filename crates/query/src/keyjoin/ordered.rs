@@ -10,6 +10,9 @@
 //! apart exactly, so equal numbers are equal keys and no key is read again to check a match.
 
 use super::{KeyColumn, Keys, MAX_ROWS, NONE, Rows};
+use arrow::array::{Array, ArrayRef, StringBuilder, UInt64Array};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::DataType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::MemoryReservation;
 
@@ -56,6 +59,69 @@ impl Code {
         }
         Some(value * 11 + last)
     }
+
+    /// The code whose number is `number`, written into `out` (as long as a code).
+    fn write(self, number: u64, out: &mut [u8]) {
+        let (mut value, last) = (number / 11, number % 11);
+        out[self.len - 1] = if last == 10 { b'X' } else { b'0' + last as u8 };
+        for place in out[..self.len - 1].iter_mut().rev() {
+            *place = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    }
+}
+
+/// A batch's keys as numbers of `code`'s codes, nulls kept. Where `code` is not yet known it is
+/// taken from the first non-null key. `None` if some key is not such a code.
+pub(super) fn numbers(code: &mut Option<Code>, keys: &Keys) -> Option<UInt64Array> {
+    let nulls = keys
+        .column()
+        .nulls()
+        .filter(|n| n.null_count() > 0)
+        .cloned();
+    if code.is_none() {
+        *code = (0..keys.len())
+            .find_map(|i| keys.value(i))
+            .and_then(Code::like);
+    }
+    let Some(code) = *code else {
+        // Every key is null (a key that is not a code would have been found).
+        return (nulls.as_ref().map_or(0, |n| n.null_count()) == keys.len())
+            .then(|| UInt64Array::new(vec![0; keys.len()].into(), nulls));
+    };
+    let values = (0..keys.len())
+        .map(|i| match nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+            true => Some(0),
+            false => code.number(keys.bytes(i)),
+        })
+        .collect::<Option<Vec<u64>>>()?;
+    Some(UInt64Array::new(values.into(), nulls))
+}
+
+/// The keys `numbers` stand for, as text of `code`'s length (every key null where `code` is
+/// unknown), in an array of `key_type`.
+pub(super) fn texts(
+    code: Option<Code>,
+    numbers: &UInt64Array,
+    key_type: &DataType,
+) -> Result<ArrayRef> {
+    let Some(code) = code else {
+        return Ok(arrow::array::new_null_array(key_type, numbers.len()));
+    };
+    let mut text = StringBuilder::with_capacity(numbers.len(), numbers.len() * code.len);
+    let mut out = [0u8; Code::MAX_LEN];
+    let out = &mut out[..code.len];
+    for number in numbers.iter() {
+        match number {
+            Some(number) => {
+                code.write(number, out);
+                // A code is ASCII digits and `X`.
+                text.append_value(std::str::from_utf8(out).unwrap_or_default());
+            }
+            None => text.append_null(),
+        }
+    }
+    Ok(arrow::compute::cast(&text.finish(), key_type)?)
 }
 
 /// The number eight ASCII decimal digits write, the first the most significant; `None` if a
@@ -119,24 +185,65 @@ impl Ordered {
         else {
             return Ok(None);
         };
-        // Where the pool cannot hold these, the hash index, about two thirds the size, may.
         let held: usize = rows.keys.iter().map(|k| k.len()).sum();
+        Self::sorted(code, held, threads, reservation, |entries| {
+            for (b, keys) in rows.keys.iter().enumerate() {
+                for i in 0..keys.len() {
+                    let Some(key) = keys.value(i) else {
+                        continue;
+                    };
+                    let Some(number) = code.number(key) else {
+                        return false;
+                    };
+                    let row = ((b as u32) << rows.row_bits) | i as u32;
+                    entries.push(u128::from(number) << 32 | u128::from(row));
+                }
+            }
+            true
+        })
+    }
+
+    /// The index of keys already made numbers of `code` as the build side was read (see
+    /// [`numbers`]), a batch's numbers beside it; rows are named as in [`Rows`].
+    pub(super) fn of_numbers(
+        code: Code,
+        numbers: &[UInt64Array],
+        row_bits: u32,
+        threads: usize,
+        reservation: &mut MemoryReservation,
+    ) -> Result<Option<Self>> {
+        let held = numbers.iter().map(|n| n.len() - n.null_count()).sum();
+        Self::sorted(code, held, threads, reservation, |entries| {
+            for (b, numbers) in numbers.iter().enumerate() {
+                let nulls = numbers.nulls().filter(|n| n.null_count() > 0);
+                for (i, &number) in numbers.values().iter().enumerate() {
+                    if !nulls.is_some_and(|n: &NullBuffer| n.is_null(i)) {
+                        let row = ((b as u32) << row_bits) | i as u32;
+                        entries.push(u128::from(number) << 32 | u128::from(row));
+                    }
+                }
+            }
+            true
+        })
+    }
+
+    /// Up to `held` entries from `fill` (`false` if a key is not a code), sorted on `threads`
+    /// threads; `None` if `fill` fails or the pool has no room for them.
+    fn sorted(
+        code: Code,
+        held: usize,
+        threads: usize,
+        reservation: &mut MemoryReservation,
+        fill: impl FnOnce(&mut Vec<u128>) -> bool,
+    ) -> Result<Option<Self>> {
+        // Where the pool cannot hold these, the hash index, about two thirds the size, may.
         if reservation.try_grow(held * size_of::<u128>()).is_err() {
             return Ok(None);
         }
         let mut entries = Vec::with_capacity(held);
-        for (b, keys) in rows.keys.iter().enumerate() {
-            for i in 0..keys.len() {
-                let Some(key) = keys.value(i) else {
-                    continue;
-                };
-                let Some(number) = code.number(key) else {
-                    reservation.shrink(held * size_of::<u128>());
-                    return Ok(None);
-                };
-                let row = ((b as u32) << rows.row_bits) | i as u32;
-                entries.push(u128::from(number) << 32 | u128::from(row));
-            }
+        if !fill(&mut entries) {
+            reservation.shrink(held * size_of::<u128>());
+            return Ok(None);
         }
         if entries.len() > MAX_ROWS {
             return Err(DataFusionError::ResourcesExhausted(format!(
@@ -256,6 +363,9 @@ mod tests {
                 }
                 assert_eq!(code.number(&key), slowly(&key), "{key:?}");
                 assert_eq!(Code::like(&key), Some(code));
+                let mut written = vec![0; len];
+                code.write(code.number(&key).expect("a code"), &mut written);
+                assert_eq!(written, key, "its number writes it back");
                 // One character out of place: a letter, a byte either side of the digits, a
                 // high byte, or an `X` before the end.
                 let at = (next() % len as u64) as usize;
