@@ -19,7 +19,8 @@
 //! [`ordered`]): the keys as numbers, sorted, which each probe batch walks through in order
 //! (a batch out of order is sorted first). The first probe batch read, by whichever partition
 //! reads first, decides: the build side is read and indexed once that batch is in, in key order
-//! if its keys (at least 256) are.
+//! if its keys (at least 256) are. Then a build key column the join does not return is read as
+//! numbers, batch by batch, and let go, so the keys' text is never all held (see [`ToNumbers`]).
 //!
 //! It replaces a hash join only where it gives the same rows: an inner join with one key pair,
 //! text or bytes on both sides, no other condition, nulls never equal, no row limit. Rows come
